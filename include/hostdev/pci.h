@@ -16,7 +16,7 @@
 
 G_BEGIN_DECLS
 
-#define HD_PCI_ADDRESS_STRLEN 16  /* "ffffffff:ff:1f.7" plus NUL */
+#define HD_PCI_ADDRESS_STRLEN 17  /* "ffffffff:ff:1f.7" (16) plus NUL */
 #define HD_VFIO_DRIVER "vfio-pci"
 
 typedef struct {
@@ -26,12 +26,16 @@ typedef struct {
     unsigned int function;  /* 0 .. 7 */
 } hdPCIAddress;
 
-/* Strict "DDDD:BB:SS.F" (domain 4 to 8 hex digits, kernel's spelling);
- * anything else, including trailing characters or path tricks, fails. */
+/* Strict "DDDD:BB:SS.F" (domain 4 to 8 hex digits, kernel's spelling; upper
+ * case accepted); anything else, including trailing characters, whitespace
+ * or path tricks, fails with HD_ERROR_INVALID_ARG quoting the input. */
 gboolean hdPCIAddressParse(const char *str, hdPCIAddress *addr, GError **error);
 
-/* libvirt XML attributes: domain/bus/slot/function, "0x" hex or decimal,
- * no sign, no spaces, each in range. */
+/* libvirt XML attributes: domain/bus/slot/function, "0x" (or "0X") and hex
+ * digits, or decimal digits without leading zeros (libvirt would read
+ * "010" as octal), no sign, no spaces, each in range.  @domain and
+ * @function may be NULL (0, as libvirt defaults them); @bus and @slot are
+ * required. */
 gboolean hdPCIAddressParseParts(const char *domain, const char *bus,
                                 const char *slot, const char *function,
                                 hdPCIAddress *addr, GError **error);
@@ -41,6 +45,9 @@ const char *hdPCIAddressFormat(const hdPCIAddress *addr,
                                char buf[HD_PCI_ADDRESS_STRLEN]);
 char *hdPCIAddressToString(const hdPCIAddress *addr);
 gboolean hdPCIAddressEqual(const hdPCIAddress *a, const hdPCIAddress *b);
+/* Order by domain, bus, slot, function; a GCompareFunc on hdPCIAddress
+ * pointers (g_array_sort). */
+gint hdPCIAddressCompare(gconstpointer a, gconstpointer b);
 
 typedef struct _hdHost hdHost;
 
@@ -82,13 +89,18 @@ gboolean hdPCIDeviceGetDriverOverride(hdHost *host, const hdPCIAddress *addr,
 
 /* Bind @driver: write driver_override, unbind the current driver (if it is
  * another one), write drivers_probe, then check the device is bound to
- * @driver.  The override stays set, as libvirt leaves it for vfio-pci. */
+ * @driver.  The override stays set, as libvirt leaves it for vfio-pci.
+ * On failure nothing is rolled back (the device may be left without a
+ * driver): whether giving it back is safe is the caller's decision. */
 gboolean hdPCIDeviceBindDriver(hdHost *host, const hdPCIAddress *addr,
                                const char *driver, GError **error);
 
 /* Give the device back to the host: clear driver_override, unbind the
  * current driver, write drivers_probe so the kernel picks the native
- * driver.  *driver receives what it ended on (NULL for none). */
+ * driver.  *driver receives what it ended on (NULL for none); @driver
+ * may be NULL.  Never call this while another member of the device's
+ * IOMMU group is used by a guest: the kernel refuses the probe (>= 5.19)
+ * or crashes (older). */
 gboolean hdPCIDeviceReprobe(hdHost *host, const hdPCIAddress *addr,
                             char **driver, GError **error);
 
