@@ -1,0 +1,43 @@
+/*
+ * domain.h: the parts of libvirt's domain XML that hostdev reads
+ *
+ * A whole <domain> (its <name> and every PCI <hostdev> in <devices>) or a
+ * single <hostdev>, as users write them and as `virsh dumpxml` prints them.
+ * Elements hostdev does not handle are skipped with a note; wrong input is
+ * an error naming the element and the value.
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#pragma once
+
+#include <glib.h>
+
+#include "hostdev/pci.h"
+
+G_BEGIN_DECLS
+
+/* Upper bound on accepted XML documents. */
+#define HD_XML_MAX_SIZE (4 * 1024 * 1024)
+
+typedef struct {
+    hdPCIAddress addr;
+    gboolean managed;   /* managed='yes': hostdev moves it to vfio-pci and back */
+    char *alias;        /* <alias name=.../>, NULL if absent */
+} hdHostdevDef;
+
+void hdHostdevDefFree(hdHostdevDef *def);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(hdHostdevDef, hdHostdevDefFree)
+
+typedef struct {
+    char *name;           /* domain <name>, NULL for a lone <hostdev> */
+    GPtrArray *hostdevs;  /* hdHostdevDef *, owned, in document order */
+    GPtrArray *notes;     /* char *: what was skipped and why */
+} hdDomainDef;
+
+void hdDomainDefFree(hdDomainDef *def);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(hdDomainDef, hdDomainDefFree)
+
+hdDomainDef *hdDomainDefParseString(const char *xml, gsize len, GError **error);
+hdDomainDef *hdDomainDefParseFile(const char *path, GError **error);
+
+G_END_DECLS

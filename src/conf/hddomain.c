@@ -1,0 +1,393 @@
+/*
+ * hddomain.c: parse libvirt's <domain> and <hostdev> XML
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include <string.h>
+
+#include <libxml/parser.h>
+#include <libxml/tree.h>
+
+#include "hdinternal.h"
+#include "hostdev/domain.h"
+
+
+void
+hdHostdevDefFree(hdHostdevDef *def)
+{
+    if (!def)
+        return;
+    g_free(def->alias);
+    g_free(def);
+}
+
+
+void
+hdDomainDefFree(hdDomainDef *def)
+{
+    if (!def)
+        return;
+    g_free(def->name);
+    g_clear_pointer(&def->hostdevs, g_ptr_array_unref);
+    g_clear_pointer(&def->notes, g_ptr_array_unref);
+    g_free(def);
+}
+
+
+static hdDomainDef *
+hdDomainDefNew(void)
+{
+    hdDomainDef *def = g_new0(hdDomainDef, 1);
+
+    def->hostdevs = g_ptr_array_new_with_free_func((GDestroyNotify)hdHostdevDefFree);
+    def->notes = g_ptr_array_new_with_free_func(g_free);
+    return def;
+}
+
+
+static gboolean
+hdXMLNameIs(const xmlNode *node, const char *name)
+{
+    return node->type == XML_ELEMENT_NODE && strcmp((const char *)node->name, name) == 0;
+}
+
+
+static char *
+hdXMLGetProp(const xmlNode *node, const char *name)
+{
+    xmlChar *value = xmlGetNoNsProp(node, (const xmlChar *)name);
+    char *ret;
+
+    if (!value)
+        return NULL;
+    ret = g_strdup((const char *)value);
+    xmlFree(value);
+    return ret;
+}
+
+
+static const xmlNode *
+hdXMLFirstChild(const xmlNode *node, const char *name)
+{
+    const xmlNode *child;
+
+    for (child = node->children; child; child = child->next) {
+        if (hdXMLNameIs(child, name))
+            return child;
+    }
+    return NULL;
+}
+
+
+static gboolean
+hdHostdevParseManaged(const xmlNode *node, gboolean *managed, GError **error)
+{
+    g_autofree char *value = hdXMLGetProp(node, "managed");
+
+    if (!value || strcmp(value, "no") == 0) {
+        *managed = FALSE;
+    } else if (strcmp(value, "yes") == 0) {
+        *managed = TRUE;
+    } else {
+        hdErrorSet(error, HD_ERROR_INVALID_ARG,
+                   _("invalid value '%1$s' for attribute 'managed' of <hostdev> at line %2$ld: "
+                     "expected 'yes' or 'no'"),
+                   value, xmlGetLineNo(node));
+        return FALSE;
+    }
+    return TRUE;
+}
+
+
+static gboolean
+hdHostdevParseDriver(const xmlNode *node, GError **error)
+{
+    const xmlNode *driver = hdXMLFirstChild(node, "driver");
+    g_autofree char *name = NULL;
+
+    if (!driver)
+        return TRUE;
+    name = hdXMLGetProp(driver, "name");
+    if (name && strcmp(name, "vfio") != 0) {
+        hdErrorSet(error, HD_ERROR_INVALID_ARG,
+                   _("unsupported <driver name='%1$s'/> in <hostdev> at line %2$ld: "
+                     "hostdev assigns devices with 'vfio' only"),
+                   name, xmlGetLineNo(driver));
+        return FALSE;
+    }
+    return TRUE;
+}
+
+
+static gboolean
+hdHostdevParseSourceAddress(const xmlNode *node, hdPCIAddress *addr, GError **error)
+{
+    const xmlNode *source = hdXMLFirstChild(node, "source");
+    const xmlNode *address = source ? hdXMLFirstChild(source, "address") : NULL;
+    g_autofree char *domain = NULL;
+    g_autofree char *bus = NULL;
+    g_autofree char *slot = NULL;
+    g_autofree char *function = NULL;
+    g_autoptr(GError) local = NULL;
+
+    if (!address) {
+        hdErrorSet(error, HD_ERROR_INVALID_ARG,
+                   _("<hostdev> at line %1$ld has no <source><address .../></source>"),
+                   xmlGetLineNo(node));
+        return FALSE;
+    }
+    domain = hdXMLGetProp(address, "domain");
+    bus = hdXMLGetProp(address, "bus");
+    slot = hdXMLGetProp(address, "slot");
+    function = hdXMLGetProp(address, "function");
+    /* libvirt treats a missing domain as 0; the rest must be given. */
+    if (!hdPCIAddressParseParts(domain ? domain : "0", bus, slot, function, addr, &local)) {
+        hdErrorSet(error, HD_ERROR_INVALID_ARG,
+                   _("invalid source <address> of <hostdev> at line %1$ld: %2$s"),
+                   xmlGetLineNo(address), local->message);
+        return FALSE;
+    }
+    return TRUE;
+}
+
+
+static void
+hdDomainDefAddNote(hdDomainDef *def, const xmlNode *node, const char *what)
+{
+    g_ptr_array_add(def->notes,
+                    g_strdup_printf(_("line %1$ld: %2$s"), xmlGetLineNo(node), what));
+}
+
+
+static void
+hdHostdevNoteUnhandledChildren(hdDomainDef *def, const xmlNode *node)
+{
+    static const char *const handled[] = { "driver", "source", "alias", NULL };
+    const xmlNode *child;
+
+    for (child = node->children; child; child = child->next) {
+        g_autofree char *what = NULL;
+
+        if (child->type != XML_ELEMENT_NODE ||
+            g_strv_contains(handled, (const char *)child->name))
+            continue;
+        what = g_strdup_printf(_("<%1$s> in <hostdev> is not used by hostdev"),
+                               (const char *)child->name);
+        hdDomainDefAddNote(def, child, what);
+    }
+}
+
+
+static hdHostdevDef *
+hdHostdevDefParseNode(hdDomainDef *def, const xmlNode *node, GError **error)
+{
+    g_autoptr(hdHostdevDef) hostdev = g_new0(hdHostdevDef, 1);
+    g_autofree char *mode = hdXMLGetProp(node, "mode");
+    const xmlNode *alias;
+
+    if (mode && strcmp(mode, "subsystem") != 0) {
+        hdErrorSet(error, HD_ERROR_INVALID_ARG,
+                   _("unsupported <hostdev mode='%1$s'> at line %2$ld: "
+                     "only mode='subsystem' can be assigned"),
+                   mode, xmlGetLineNo(node));
+        return NULL;
+    }
+    if (!hdHostdevParseManaged(node, &hostdev->managed, error) ||
+        !hdHostdevParseDriver(node, error) ||
+        !hdHostdevParseSourceAddress(node, &hostdev->addr, error))
+        return NULL;
+
+    if ((alias = hdXMLFirstChild(node, "alias")))
+        hostdev->alias = hdXMLGetProp(alias, "name");
+    hdHostdevNoteUnhandledChildren(def, node);
+    return g_steal_pointer(&hostdev);
+}
+
+
+static gboolean
+hdDomainDefAddHostdev(hdDomainDef *def, const xmlNode *node, GError **error)
+{
+    hdHostdevDef *hostdev = hdHostdevDefParseNode(def, node, error);
+    guint i;
+
+    if (!hostdev)
+        return FALSE;
+    for (i = 0; i < def->hostdevs->len; i++) {
+        hdHostdevDef *other = g_ptr_array_index(def->hostdevs, i);
+        char buf[HD_PCI_ADDRESS_STRLEN];
+
+        if (hdPCIAddressEqual(&other->addr, &hostdev->addr)) {
+            hdErrorSet(error, HD_ERROR_INVALID_ARG,
+                       _("duplicate <hostdev> for PCI device %1$s at line %2$ld"),
+                       hdPCIAddressFormat(&hostdev->addr, buf), xmlGetLineNo(node));
+            hdHostdevDefFree(hostdev);
+            return FALSE;
+        }
+    }
+    g_ptr_array_add(def->hostdevs, hostdev);
+    return TRUE;
+}
+
+
+/* libvirt requires the type of a subsystem <hostdev>; so do we. */
+static gboolean
+hdHostdevGetType(const xmlNode *node, char **type, GError **error)
+{
+    *type = hdXMLGetProp(node, "type");
+    if (!*type) {
+        hdErrorSet(error, HD_ERROR_INVALID_ARG,
+                   _("<hostdev> at line %1$ld has no 'type' attribute"), xmlGetLineNo(node));
+        return FALSE;
+    }
+    return TRUE;
+}
+
+
+static gboolean
+hdDomainDefParseDevices(hdDomainDef *def, const xmlNode *devices, GError **error)
+{
+    const xmlNode *child;
+
+    for (child = devices->children; child; child = child->next) {
+        g_autofree char *type = NULL;
+
+        if (!hdXMLNameIs(child, "hostdev"))
+            continue;
+        if (!hdHostdevGetType(child, &type, error))
+            return FALSE;
+        if (strcmp(type, "pci") != 0) {
+            g_autofree char *what =
+                g_strdup_printf(_("<hostdev type='%1$s'> skipped: hostdev manages PCI devices only"),
+                                type);
+            hdDomainDefAddNote(def, child, what);
+            continue;
+        }
+        if (!hdDomainDefAddHostdev(def, child, error))
+            return FALSE;
+    }
+    return TRUE;
+}
+
+
+static gboolean
+hdDomainDefParseDomain(hdDomainDef *def, const xmlNode *root, GError **error)
+{
+    const xmlNode *name = hdXMLFirstChild(root, "name");
+    const xmlNode *devices = hdXMLFirstChild(root, "devices");
+    xmlChar *content;
+
+    if (!name) {
+        hdErrorSet(error, HD_ERROR_INVALID_ARG, _("<domain> has no <name>"));
+        return FALSE;
+    }
+    content = xmlNodeGetContent(name);
+    def->name = g_strstrip(g_strdup((const char *)content));
+    xmlFree(content);
+    if (!def->name[0] || !g_utf8_validate(def->name, -1, NULL) || strchr(def->name, '/')) {
+        hdErrorSet(error, HD_ERROR_INVALID_ARG,
+                   _("invalid domain <name> '%1$s' at line %2$ld"), def->name,
+                   xmlGetLineNo(name));
+        return FALSE;
+    }
+    if (devices && !hdDomainDefParseDevices(def, devices, error))
+        return FALSE;
+    return TRUE;
+}
+
+
+static gboolean
+hdDomainDefParseLoneHostdev(hdDomainDef *def, const xmlNode *root, GError **error)
+{
+    g_autofree char *type = NULL;
+
+    if (!hdHostdevGetType(root, &type, error))
+        return FALSE;
+    if (strcmp(type, "pci") != 0) {
+        hdErrorSet(error, HD_ERROR_INVALID_ARG,
+                   _("unsupported <hostdev type='%1$s'> at line %2$ld: "
+                     "hostdev manages PCI devices only"),
+                   type, xmlGetLineNo(root));
+        return FALSE;
+    }
+    return hdDomainDefAddHostdev(def, root, error);
+}
+
+
+static hdDomainDef *
+hdDomainDefParseDoc(xmlDoc *doc, GError **error)
+{
+    g_autoptr(hdDomainDef) def = hdDomainDefNew();
+    const xmlNode *root = xmlDocGetRootElement(doc);
+
+    if (!root) {
+        hdErrorSet(error, HD_ERROR_INVALID_ARG, _("XML document has no root element"));
+        return NULL;
+    }
+    if (hdXMLNameIs(root, "domain")) {
+        if (!hdDomainDefParseDomain(def, root, error))
+            return NULL;
+    } else if (hdXMLNameIs(root, "hostdev")) {
+        if (!hdDomainDefParseLoneHostdev(def, root, error))
+            return NULL;
+    } else {
+        hdErrorSet(error, HD_ERROR_INVALID_ARG,
+                   _("unexpected root element <%1$s>: expected <domain> or <hostdev>"),
+                   (const char *)root->name);
+        return NULL;
+    }
+    return g_steal_pointer(&def);
+}
+
+
+hdDomainDef *
+hdDomainDefParseString(const char *xml, gsize len, GError **error)
+{
+    xmlParserCtxt *ctxt = NULL;
+    xmlDoc *doc = NULL;
+    hdDomainDef *def = NULL;
+
+    if (len > HD_XML_MAX_SIZE) {
+        hdErrorSet(error, HD_ERROR_INVALID_ARG,
+                   _("XML document of %1$" G_GSIZE_FORMAT " bytes exceeds the limit of %2$d bytes"),
+                   len, HD_XML_MAX_SIZE);
+        return NULL;
+    }
+    if (!(ctxt = xmlNewParserCtxt())) {
+        hdErrorSet(error, HD_ERROR_INTERNAL, _("cannot allocate an XML parser"));
+        return NULL;
+    }
+    /* No network, no external entities, no DTD loading: the document comes
+     * from a client and must not make us read anything else. */
+    doc = xmlCtxtReadMemory(ctxt, xml, (int)len, "domain.xml", NULL,
+                            XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+    if (!doc) {
+        const xmlError *xerr = xmlCtxtGetLastError(ctxt);
+        g_autofree char *reason = g_strdup(xerr && xerr->message ? xerr->message : "");
+
+        hdErrorSet(error, HD_ERROR_INVALID_ARG, _("malformed XML at line %1$d: %2$s"),
+                   xerr ? xerr->line : 0, g_strchomp(reason));
+        goto cleanup;
+    }
+    def = hdDomainDefParseDoc(doc, error);
+
+ cleanup:
+    xmlFreeDoc(doc);
+    xmlFreeParserCtxt(ctxt);
+    return def;
+}
+
+
+hdDomainDef *
+hdDomainDefParseFile(const char *path, GError **error)
+{
+    g_autofree char *contents = NULL;
+    gsize len = 0;
+    g_autoptr(GError) local = NULL;
+
+    if (!g_file_get_contents(path, &contents, &len, &local)) {
+        hdErrorSet(error, HD_ERROR_INVALID_ARG, _("cannot read XML file '%1$s': %2$s"),
+                   path, local->message);
+        return NULL;
+    }
+    return hdDomainDefParseString(contents, len, error);
+}

@@ -1,0 +1,206 @@
+/*
+ * test-domainxml.c: parsing libvirt's <domain> and <hostdev> XML
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include <string.h>
+
+#include "hostdev/domain.h"
+#include "hostdev/error.h"
+
+static char *
+testDataPath(const char *name)
+{
+    return g_build_filename(g_getenv("HD_SRCDIR"), "tests", "conf", "data", name, NULL);
+}
+
+
+static const char *
+testAddr(const hdHostdevDef *def, char buf[HD_PCI_ADDRESS_STRLEN])
+{
+    return hdPCIAddressFormat(&def->addr, buf);
+}
+
+
+static void
+testDumpxml(void)
+{
+    g_autofree char *path = testDataPath("dumpxml-gpu.xml");
+    g_autoptr(GError) error = NULL;
+    g_autoptr(hdDomainDef) def = hdDomainDefParseFile(path, &error);
+    char buf[HD_PCI_ADDRESS_STRLEN];
+    hdHostdevDef *h;
+    guint i;
+    gboolean usb_noted = FALSE;
+
+    g_assert_no_error(error);
+    g_assert_cmpstr(def->name, ==, "gpu-guest");
+    g_assert_cmpuint(def->hostdevs->len, ==, 3);
+
+    h = g_ptr_array_index(def->hostdevs, 0);
+    g_assert_cmpstr(testAddr(h, buf), ==, "0000:01:00.0");
+    g_assert_true(h->managed);
+    g_assert_cmpstr(h->alias, ==, "hostdev0");
+    h = g_ptr_array_index(def->hostdevs, 1);
+    g_assert_cmpstr(testAddr(h, buf), ==, "0000:01:00.1");
+    g_assert_cmpstr(h->alias, ==, "hostdev1");
+    h = g_ptr_array_index(def->hostdevs, 2);
+    g_assert_cmpstr(testAddr(h, buf), ==, "0000:02:00.0");
+    g_assert_false(h->managed);
+
+    /* The USB hostdev and the guest-side <address>/<rom> are noted. */
+    for (i = 0; i < def->notes->len; i++) {
+        const char *note = g_ptr_array_index(def->notes, i);
+        if (strstr(note, "type='usb'"))
+            usb_noted = TRUE;
+    }
+    g_assert_true(usb_noted);
+    g_assert_cmpuint(def->notes->len, >=, 3);
+}
+
+
+static void
+testLoneHostdev(void)
+{
+    g_autofree char *path = testDataPath("hostdev-managed.xml");
+    g_autoptr(GError) error = NULL;
+    g_autoptr(hdDomainDef) def = hdDomainDefParseFile(path, &error);
+    char buf[HD_PCI_ADDRESS_STRLEN];
+
+    g_assert_no_error(error);
+    g_assert_null(def->name);
+    g_assert_cmpuint(def->hostdevs->len, ==, 1);
+    g_assert_cmpstr(testAddr(g_ptr_array_index(def->hostdevs, 0), buf), ==, "0000:01:00.1");
+    g_assert_cmpuint(def->notes->len, ==, 0);
+}
+
+
+typedef struct {
+    const char *name;
+    const char *xml;
+    const char *message;  /* substring the error must contain */
+} testBadXML;
+
+#define HOSTDEV_OPEN "<hostdev mode='subsystem' type='pci' managed='yes'>"
+#define SOURCE(d, b, s, f) \
+    "<source><address domain='" d "' bus='" b "' slot='" s "' function='" f "'/></source>"
+
+static const testBadXML badCases[] = {
+    { "malformed", "<hostdev mode='subsystem' type='pci'>", "malformed XML at line" },
+    { "empty", "", "malformed XML" },
+    { "root", "<network><name>x</name></network>", "unexpected root element <network>" },
+    { "no-name", "<domain><devices/></domain>", "<domain> has no <name>" },
+    { "empty-name", "<domain><name> </name></domain>", "invalid domain <name>" },
+    { "slash-name", "<domain><name>../etc</name></domain>", "invalid domain <name> '../etc'" },
+    { "usb-lone", "<hostdev mode='subsystem' type='usb'/>", "<hostdev type='usb'>" },
+    { "no-type", "<hostdev mode='subsystem'/>", "has no 'type' attribute" },
+    { "mode", "<hostdev mode='capabilities' type='pci'>" SOURCE("0", "1", "0", "0")
+      "</hostdev>", "mode='capabilities'" },
+    { "managed", "<hostdev mode='subsystem' type='pci' managed='maybe'>"
+      SOURCE("0", "1", "0", "0") "</hostdev>", "invalid value 'maybe' for attribute 'managed'" },
+    { "driver", HOSTDEV_OPEN "<driver name='kvm'/>" SOURCE("0", "1", "0", "0") "</hostdev>",
+      "unsupported <driver name='kvm'/>" },
+    { "no-source", HOSTDEV_OPEN "</hostdev>", "has no <source><address" },
+    { "bus-range", HOSTDEV_OPEN SOURCE("0x0000", "0x100", "0x00", "0x0") "</hostdev>",
+      "invalid source <address>" },
+    { "slot-range", HOSTDEV_OPEN SOURCE("0x0000", "0x01", "0x20", "0x0") "</hostdev>",
+      "invalid source <address>" },
+    { "function-range", HOSTDEV_OPEN SOURCE("0x0000", "0x01", "0x00", "0x8") "</hostdev>",
+      "invalid source <address>" },
+    { "path-trick", HOSTDEV_OPEN SOURCE("0x0000", "../..", "0x00", "0x0") "</hostdev>",
+      "invalid source <address>" },
+    { "missing-bus", HOSTDEV_OPEN "<source><address slot='0' function='0'/></source></hostdev>",
+      "invalid source <address>" },
+    { "duplicate", "<domain><name>d</name><devices>" HOSTDEV_OPEN
+      SOURCE("0x0000", "0x01", "0x00", "0x0") "</hostdev>" HOSTDEV_OPEN
+      SOURCE("0", "1", "0", "0") "</hostdev></devices></domain>",
+      "duplicate <hostdev> for PCI device 0000:01:00.0" },
+    { "bad-in-domain", "<domain><name>d</name><devices>"
+      "<hostdev mode='subsystem' type='pci' managed='on'>" SOURCE("0", "1", "0", "0")
+      "</hostdev></devices></domain>", "invalid value 'on'" },
+};
+
+
+static void
+testBad(gconstpointer opaque)
+{
+    const testBadXML *tc = opaque;
+    g_autoptr(GError) error = NULL;
+    g_autoptr(hdDomainDef) def = hdDomainDefParseString(tc->xml, strlen(tc->xml), &error);
+
+    g_assert_null(def);
+    g_assert_error(error, HD_ERROR, HD_ERROR_INVALID_ARG);
+    if (!strstr(error->message, tc->message))
+        g_error("error '%s' does not contain '%s'", error->message, tc->message);
+}
+
+
+static void
+testExternalEntityNotLoaded(void)
+{
+    const char *xml =
+        "<?xml version='1.0'?>\n"
+        "<!DOCTYPE domain [<!ENTITY leak SYSTEM 'file:///etc/hostname'>]>\n"
+        "<domain><name>x&leak;</name></domain>";
+    g_autoptr(GError) error = NULL;
+    g_autoptr(hdDomainDef) def = hdDomainDefParseString(xml, strlen(xml), &error);
+    g_autofree char *hostname = NULL;
+
+    /* Either refused or parsed without the file's contents. */
+    if (!def) {
+        g_assert_error(error, HD_ERROR, HD_ERROR_INVALID_ARG);
+        return;
+    }
+    if (g_file_get_contents("/etc/hostname", &hostname, NULL, NULL)) {
+        g_strstrip(hostname);
+        if (hostname[0])
+            g_assert_null(strstr(def->name, hostname));
+    }
+}
+
+
+static void
+testTooLarge(void)
+{
+    gsize len = HD_XML_MAX_SIZE + 1;
+    g_autofree char *xml = g_malloc(len);
+    g_autoptr(GError) error = NULL;
+    g_autoptr(hdDomainDef) def = NULL;
+
+    memset(xml, ' ', len);
+    def = hdDomainDefParseString(xml, len, &error);
+    g_assert_null(def);
+    g_assert_error(error, HD_ERROR, HD_ERROR_INVALID_ARG);
+    g_assert_nonnull(strstr(error->message, "exceeds the limit"));
+}
+
+
+static void
+testMissingFile(void)
+{
+    g_autoptr(GError) error = NULL;
+    g_autoptr(hdDomainDef) def = hdDomainDefParseFile("/nonexistent/dom.xml", &error);
+
+    g_assert_null(def);
+    g_assert_error(error, HD_ERROR, HD_ERROR_INVALID_ARG);
+    g_assert_nonnull(strstr(error->message, "/nonexistent/dom.xml"));
+}
+
+
+int
+main(int argc, char **argv)
+{
+    guint i;
+
+    g_test_init(&argc, &argv, NULL);
+    g_test_add_func("/domainxml/dumpxml", testDumpxml);
+    g_test_add_func("/domainxml/lone-hostdev", testLoneHostdev);
+    g_test_add_func("/domainxml/external-entity", testExternalEntityNotLoaded);
+    g_test_add_func("/domainxml/too-large", testTooLarge);
+    g_test_add_func("/domainxml/missing-file", testMissingFile);
+    for (i = 0; i < G_N_ELEMENTS(badCases); i++) {
+        g_autofree char *name = g_strdup_printf("/domainxml/bad/%s", badCases[i].name);
+        g_test_add_data_func(name, &badCases[i], testBad);
+    }
+    return g_test_run();
+}
