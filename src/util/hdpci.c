@@ -572,9 +572,10 @@ hdPCIDeviceBindDriver(hdHost *host, const hdPCIAddress *addr,
 
  error:
     if (error && *error) {
-        hdPCIErrorSetMessage(*error,
-                             g_strdup_printf(_("cannot bind PCI device %1$s to driver '%2$s': %3$s"),
-                                             name, driver, (*error)->message));
+        char *message = g_strdup_printf(_("cannot bind PCI device %1$s to driver '%2$s': %3$s"),
+                                        name, driver, (*error)->message);
+
+        hdPCIErrorSetMessage(*error, message);
     }
     return FALSE;
 }
@@ -616,9 +617,10 @@ hdPCIDeviceReprobe(hdHost *host, const hdPCIAddress *addr,
 
  error:
     if (error && *error) {
-        hdPCIErrorSetMessage(*error,
-                             g_strdup_printf(_("cannot give PCI device %1$s back to the host: %2$s"),
-                                             name, (*error)->message));
+        char *message = g_strdup_printf(_("cannot give PCI device %1$s back to the host: %2$s"),
+                                        name, (*error)->message);
+
+        hdPCIErrorSetMessage(*error, message);
     }
     return FALSE;
 }
@@ -664,9 +666,10 @@ hdPCIDeviceReset(hdHost *host, const hdPCIAddress *addr, GError **error)
 
     if (!hdFileWriteAttr(path, "1", error)) {
         if (error && *error) {
-            hdPCIErrorSetMessage(*error,
-                                 g_strdup_printf(_("cannot reset PCI device %1$s: %2$s"),
-                                                 name, (*error)->message));
+            char *message = g_strdup_printf(_("cannot reset PCI device %1$s: %2$s"),
+                                            name, (*error)->message);
+
+            hdPCIErrorSetMessage(*error, message);
         }
         return FALSE;
     }
