@@ -87,6 +87,17 @@ gboolean hdPCIDeviceIsBridge(hdHost *host, const hdPCIAddress *addr);
 gboolean hdPCIDeviceGetDriverOverride(hdHost *host, const hdPCIAddress *addr,
                                       char **value, GError **error);
 
+/* Write @driver to driver_override, or clear it when @driver is NULL.  The
+ * kernel uses it at the next probe; it does not change the bound driver. */
+gboolean hdPCIDeviceSetDriverOverride(hdHost *host, const hdPCIAddress *addr,
+                                      const char *driver, GError **error);
+
+/* Write the address to drivers_probe: the kernel binds the override driver
+ * if one is set, else the native one; a device that has a driver is left
+ * alone.  A driver's failing probe may not be reported here (the device
+ * just stays driverless): check the driver afterwards. */
+gboolean hdPCIDeviceProbe(hdHost *host, const hdPCIAddress *addr, GError **error);
+
 /* Bind @driver: write driver_override, unbind the current driver (if it is
  * another one), write drivers_probe, then check the device is bound to
  * @driver.  The override stays set, as libvirt leaves it for vfio-pci.

@@ -488,12 +488,30 @@ hdPCIDriverUnbind(hdHost *host, const char *name, const char *driver, GError **e
 }
 
 
-static gboolean
-hdPCIDeviceProbe(hdHost *host, const char *name, GError **error)
+gboolean
+hdPCIDeviceSetDriverOverride(hdHost *host, const hdPCIAddress *addr,
+                             const char *driver, GError **error)
 {
+    g_autofree char *path = hdPCIDevicePath(host, addr, "driver_override");
+
+    if (driver && !hdPCIDriverNameCheck(driver, error))
+        return FALSE;
+    if (!hdPCIDeviceCheck(host, addr, error))
+        return FALSE;
+
+    /* The kernel clears the override on an empty line; an empty write
+     * would never reach it. */
+    return hdFileWriteAttr(path, driver ? driver : "\n", error);
+}
+
+
+gboolean
+hdPCIDeviceProbe(hdHost *host, const hdPCIAddress *addr, GError **error)
+{
+    char name[HD_PCI_ADDRESS_STRLEN];
     g_autofree char *path = hdHostPath(host, "sys/bus/pci/drivers_probe");
 
-    return hdFileWriteAttr(path, name, error);
+    return hdFileWriteAttr(path, hdPCIAddressFormat(addr, name), error);
 }
 
 
@@ -539,7 +557,6 @@ hdPCIDeviceBindDriver(hdHost *host, const hdPCIAddress *addr,
                       const char *driver, GError **error)
 {
     char name[HD_PCI_ADDRESS_STRLEN];
-    g_autofree char *override = hdPCIDevicePath(host, addr, "driver_override");
     g_autofree char *current = NULL;
 
     if (!hdPCIDriverNameCheck(driver, error))
@@ -550,8 +567,7 @@ hdPCIDeviceBindDriver(hdHost *host, const hdPCIAddress *addr,
      * @driver, so no other driver can grab the device in between.  It is
      * left set afterwards: rolling back is the caller's decision, because
      * giving a device back is unsafe while its group is in use. */
-    if (!hdPCIDeviceCheck(host, addr, error) ||
-        !hdFileWriteAttr(override, driver, error))
+    if (!hdPCIDeviceSetDriverOverride(host, addr, driver, error))
         goto error;
 
     /* Step 2: leave the current driver, unless it already is @driver. */
@@ -562,7 +578,7 @@ hdPCIDeviceBindDriver(hdHost *host, const hdPCIAddress *addr,
             goto error;
 
         /* Step 3: probe; the kernel binds the override driver. */
-        if (!hdPCIDeviceProbe(host, name, error))
+        if (!hdPCIDeviceProbe(host, addr, error))
             goto error;
     }
 
@@ -586,15 +602,12 @@ hdPCIDeviceReprobe(hdHost *host, const hdPCIAddress *addr,
                    char **driver, GError **error)
 {
     char name[HD_PCI_ADDRESS_STRLEN];
-    g_autofree char *override = hdPCIDevicePath(host, addr, "driver_override");
     g_autofree char *current = NULL;
 
     hdPCIAddressFormat(addr, name);
 
-    /* Step 1: clear the override.  The kernel clears it on an empty line;
-     * an empty write would never reach it. */
-    if (!hdPCIDeviceCheck(host, addr, error) ||
-        !hdFileWriteAttr(override, "\n", error))
+    /* Step 1: clear the override, so that the probe picks the native driver. */
+    if (!hdPCIDeviceSetDriverOverride(host, addr, NULL, error))
         goto error;
 
     /* Step 2: leave the current driver (blocks while a VFIO user holds it). */
@@ -604,7 +617,7 @@ hdPCIDeviceReprobe(hdHost *host, const hdPCIAddress *addr,
         goto error;
 
     /* Step 3: without an override the kernel picks the native driver. */
-    if (!hdPCIDeviceProbe(host, name, error))
+    if (!hdPCIDeviceProbe(host, addr, error))
         goto error;
 
     /* Step 4: a device may legitimately end without a driver. */

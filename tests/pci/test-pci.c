@@ -522,6 +522,45 @@ test_unbind_blocked(Fixture *f, gconstpointer data)
 }
 
 
+/* The separate steps, as the manager uses them to restore a device's
+ * original override and driver. */
+static void
+test_override_and_probe(Fixture *f, gconstpointer data)
+{
+    hdPCIAddress nic = addr_of(NIC);
+    g_autofree char *override = NULL;
+    g_autoptr(GError) err = NULL;
+
+    g_assert_true(hdPCIDeviceSetDriverOverride(f->host, &nic, HD_VFIO_DRIVER, &err));
+    g_assert_no_error(err);
+    g_assert_true(hdPCIDeviceGetDriverOverride(f->host, &nic, &override, &err));
+    g_assert_cmpstr(override, ==, HD_VFIO_DRIVER);
+    g_clear_pointer(&override, g_free);
+    /* The override alone changes nothing, nor does probing a bound device. */
+    assert_driver(f, NIC, "e1000e");
+    g_assert_true(hdPCIDeviceProbe(f->host, &nic, &err));
+    g_assert_no_error(err);
+    assert_driver(f, NIC, "e1000e");
+
+    g_assert_true(hdPCIDeviceUnbind(f->host, &nic, &err));
+    g_assert_true(hdPCIDeviceProbe(f->host, &nic, &err));
+    g_assert_no_error(err);
+    assert_driver(f, NIC, HD_VFIO_DRIVER);
+
+    g_assert_true(hdPCIDeviceSetDriverOverride(f->host, &nic, NULL, &err));
+    g_assert_no_error(err);
+    g_assert_true(hdPCIDeviceGetDriverOverride(f->host, &nic, &override, &err));
+    g_assert_null(override);
+    g_assert_true(hdPCIDeviceUnbind(f->host, &nic, &err));
+    g_assert_true(hdPCIDeviceProbe(f->host, &nic, &err));
+    g_assert_no_error(err);
+    assert_driver(f, NIC, "e1000e");
+
+    g_assert_false(hdPCIDeviceSetDriverOverride(f->host, &nic, "../e1000e", &err));
+    g_assert_error(err, HD_ERROR, HD_ERROR_INVALID_ARG);
+}
+
+
 static void
 test_unbind(Fixture *f, gconstpointer data)
 {
@@ -608,6 +647,9 @@ test_nonexistent(Fixture *f, gconstpointer data)
     g_assert_false(hdPCIDeviceGetDriverOverride(f->host, &addr, &str, &err));
     assert_no_device(err, root);
     g_clear_error(&err);
+    g_assert_false(hdPCIDeviceSetDriverOverride(f->host, &addr, HD_VFIO_DRIVER, &err));
+    assert_no_device(err, root);
+    g_clear_error(&err);
     g_assert_false(hdPCIDeviceBindDriver(f->host, &addr, HD_VFIO_DRIVER, &err));
     assert_no_device(err, root);
     g_clear_error(&err);
@@ -654,6 +696,7 @@ main(int argc, char **argv)
     ADD("reset", test_reset);
     ADD("reset-fault", test_reset_fault);
     ADD("bind-probe-fails", test_bind_probe_fails);
+    ADD("override-and-probe", test_override_and_probe);
     ADD("unbind", test_unbind);
     ADD("unbind-blocked", test_unbind_blocked);
     ADD("bind-host-driver-into-held-group", test_bind_host_driver_into_held_group);
