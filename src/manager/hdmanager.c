@@ -1,0 +1,1128 @@
+/*
+ * hdmanager.c: the hostdev manager
+ *
+ * Naming: an hdHostdevDef is a request; an hdDeviceRecord is the manager's
+ * own record of a device it took from the host (owned by mgr->records, or by
+ * a copy of that list being prepared); an hdPrepareItem is a short-lived
+ * step of one prepare.  Every record change is written to the state file
+ * (hdManagerCommit) before the host is touched.
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include <string.h>
+
+#include "hdinternal.h"
+#include "hdcrash.h"
+#include "hdholders.h"
+#include "hdstate.h"
+#include "hostdev/manager.h"
+
+struct _hdManager {
+    hdHost *host;
+    char *state_dir;
+    char *state_path;
+    int lock_fd;
+    GPtrArray *records;          /* hdDeviceRecord *, the committed state */
+    hdGroupFreeFunc group_free;
+    gpointer group_free_opaque;
+    GMutex lock;
+};
+
+typedef struct {
+    hdPCIAddress addr;
+    unsigned int group;
+    gboolean managed;
+    gboolean sibling;            /* detached only to keep its group viable */
+    char *driver;                /* bound now, NULL if none */
+} hdPrepareItem;
+
+
+const char *
+hdDeviceStateToString(hdDeviceState state)
+{
+    switch (state) {
+    case HD_DEVICE_HOST:
+        return "host";
+    case HD_DEVICE_INACTIVE:
+        return "inactive";
+    case HD_DEVICE_ACTIVE:
+        return "active";
+    }
+    return "unknown";
+}
+
+
+void
+hdDeviceInfoFree(hdDeviceInfo *info)
+{
+    if (!info)
+        return;
+    g_free(info->domain);
+    g_free(info->original_driver);
+    g_free(info->driver);
+    g_free(info);
+}
+
+
+static void
+hdPrepareItemClear(hdPrepareItem *item)
+{
+    g_clear_pointer(&item->driver, g_free);
+}
+
+
+static const char *
+hdAddr(const hdPCIAddress *addr, char buf[HD_PCI_ADDRESS_STRLEN])
+{
+    return hdPCIAddressFormat(addr, buf);
+}
+
+
+static hdDeviceRecord *
+hdRecordFind(GPtrArray *records, const hdPCIAddress *addr, guint *index)
+{
+    guint i;
+
+    for (i = 0; i < records->len; i++) {
+        hdDeviceRecord *rec = g_ptr_array_index(records, i);
+
+        if (hdPCIAddressEqual(&rec->addr, addr)) {
+            if (index)
+                *index = i;
+            return rec;
+        }
+    }
+    return NULL;
+}
+
+
+static int
+hdRecordCompare(gconstpointer a, gconstpointer b)
+{
+    const hdDeviceRecord *ra = *(hdDeviceRecord *const *)a;
+    const hdDeviceRecord *rb = *(hdDeviceRecord *const *)b;
+    char sa[HD_PCI_ADDRESS_STRLEN];
+    char sb[HD_PCI_ADDRESS_STRLEN];
+
+    return strcmp(hdAddr(&ra->addr, sa), hdAddr(&rb->addr, sb));
+}
+
+
+/* Write @records to the state file, then make them the manager's records.
+ * The host must not be touched for a change before this succeeded. */
+static gboolean
+hdManagerCommit(hdManager *mgr, GPtrArray *records, GError **error)
+{
+    g_ptr_array_sort(records, hdRecordCompare);
+    if (!hdStateSave(mgr->state_path, records, error))
+        return FALSE;
+    if (records != mgr->records) {
+        g_ptr_array_unref(mgr->records);
+        mgr->records = g_ptr_array_ref(records);
+    }
+    return TRUE;
+}
+
+
+static gboolean
+hdManagerGroupIsFree(hdManager *mgr, unsigned int group, gboolean *free_, GError **error)
+{
+    return mgr->group_free(mgr->host, group, free_, mgr->group_free_opaque, error);
+}
+
+
+/* The first record of @group that is active, if any. */
+static hdDeviceRecord *
+hdManagerGroupActiveRecord(hdManager *mgr, unsigned int group)
+{
+    guint i;
+
+    for (i = 0; i < mgr->records->len; i++) {
+        hdDeviceRecord *rec = g_ptr_array_index(mgr->records, i);
+
+        if (rec->group == group && rec->state == HD_DEVICE_ACTIVE)
+            return rec;
+    }
+    return NULL;
+}
+
+
+/* Step of a give-back: put one device back on its original driver,
+ * restoring its original driver_override.  Idempotent: a device already on
+ * its original driver is left alone, so a give-back interrupted by a crash
+ * can simply be run again. */
+static gboolean
+hdManagerReturnDevice(hdManager *mgr, const hdDeviceRecord *rec, GError **error)
+{
+    g_autofree char *driver = NULL;
+    g_autofree char *now = NULL;
+    char addr[HD_PCI_ADDRESS_STRLEN];
+
+    if (!hdPCIDeviceGetDriver(mgr->host, &rec->addr, &driver, error))
+        return FALSE;
+    if (g_strcmp0(driver, rec->original_driver) == 0)
+        return hdPCIDeviceSetDriverOverride(mgr->host, &rec->addr, rec->original_override,
+                                            error);
+
+    if (!hdPCIDeviceSetDriverOverride(mgr->host, &rec->addr, rec->original_override, error) ||
+        !hdPCIDeviceUnbind(mgr->host, &rec->addr, error))
+        return FALSE;
+    hdCrashPoint("return-unbound");
+    /* A device that had no driver is left without one. */
+    if (!rec->original_driver)
+        return TRUE;
+    if (!hdPCIDeviceProbe(mgr->host, &rec->addr, error) ||
+        !hdPCIDeviceGetDriver(mgr->host, &rec->addr, &now, error))
+        return FALSE;
+    if (g_strcmp0(now, rec->original_driver) != 0) {
+        hdErrorSet(error, HD_ERROR_OPERATION_FAILED,
+                   _("device %1$s came back on driver '%2$s' instead of its original '%3$s'"),
+                   hdAddr(&rec->addr, addr), now ? now : "none", rec->original_driver);
+        return FALSE;
+    }
+    return TRUE;
+}
+
+
+/* Step 1 of a group give-back: reset the members going back while the group
+ * is still on vfio-pci and nobody holds it, before any host driver binds
+ * (a bus reset hits every function on the bus).  Failures are reported and
+ * do not stop the give-back, as libvirt's reattach does. */
+static void
+hdManagerResetForGiveBack(hdManager *mgr, GArray *addrs)
+{
+    guint i;
+
+    for (i = 0; i < addrs->len; i++) {
+        const hdPCIAddress *addr = &g_array_index(addrs, hdPCIAddress, i);
+        hdDeviceRecord *rec = hdRecordFind(mgr->records, addr, NULL);
+        g_autoptr(GError) local = NULL;
+        g_autofree char *methods = NULL;
+        char buf[HD_PCI_ADDRESS_STRLEN];
+
+        if (!rec->detached || !hdPCIDeviceIsVFIOBound(mgr->host, addr))
+            continue;
+        if (!hdPCIDeviceGetResetMethod(mgr->host, addr, &methods, &local) || !methods)
+            continue;
+        if (!hdPCIDeviceReset(mgr->host, addr, &local))
+            g_warning(_("reset of %1$s before giving it back failed: %2$s"),
+                      hdAddr(addr, buf), local->message);
+        hdCrashPoint("give-back-reset");
+    }
+}
+
+
+/* The addresses of the records of @group that wait to be given back. */
+static GArray *
+hdManagerGroupGiveBackAddrs(hdManager *mgr, unsigned int group)
+{
+    GArray *addrs = g_array_new(FALSE, FALSE, sizeof(hdPCIAddress));
+    guint i;
+
+    for (i = 0; i < mgr->records->len; i++) {
+        hdDeviceRecord *rec = g_ptr_array_index(mgr->records, i);
+
+        if (rec->group == group && rec->state == HD_DEVICE_INACTIVE && rec->give_back)
+            g_array_append_val(addrs, rec->addr);
+    }
+    return addrs;
+}
+
+
+/* Drop the record of @addr, which is back on its original driver. */
+static gboolean
+hdManagerForget(hdManager *mgr, const hdPCIAddress *addr, GError **error)
+{
+    g_autoptr(GPtrArray) next = hdDeviceRecordListCopy(mgr->records);
+    guint index;
+
+    if (hdRecordFind(next, addr, &index))
+        g_ptr_array_remove_index(next, index);
+    return hdManagerCommit(mgr, next, error);
+}
+
+
+static gboolean
+hdManagerGiveBackGroupLocked(hdManager *mgr, unsigned int group, gboolean *given_back,
+                             GError **error)
+{
+    g_autoptr(GArray) addrs = hdManagerGroupGiveBackAddrs(mgr, group);
+    gboolean free_ = FALSE;
+    gboolean ret = TRUE;
+    guint i;
+
+    *given_back = FALSE;
+    if (addrs->len == 0 || hdManagerGroupActiveRecord(mgr, group))
+        return TRUE;
+    if (!hdManagerGroupIsFree(mgr, group, &free_, error))
+        return FALSE;
+    if (!free_)
+        return TRUE;
+
+    hdManagerResetForGiveBack(mgr, addrs);
+
+    /* Step 2: each member back to its driver, its record dropped once done.
+     * A failing member stays on the inactive list; the others still go. */
+    for (i = 0; i < addrs->len; i++) {
+        const hdPCIAddress *addr = &g_array_index(addrs, hdPCIAddress, i);
+        g_autoptr(GError) local = NULL;
+
+        if (!hdManagerReturnDevice(mgr, hdRecordFind(mgr->records, addr, NULL), &local)) {
+            if (ret)
+                g_propagate_error(error, g_steal_pointer(&local));
+            ret = FALSE;
+            continue;
+        }
+        hdCrashPoint("give-back-returned");
+        if (!hdManagerForget(mgr, addr, &local)) {
+            if (ret)
+                g_propagate_error(error, g_steal_pointer(&local));
+            return FALSE;
+        }
+    }
+    *given_back = ret;
+    return ret;
+}
+
+
+gboolean
+hdManagerGiveBackGroup(hdManager *mgr, unsigned int group, gboolean *given_back,
+                       GError **error)
+{
+    gboolean ret;
+
+    g_mutex_lock(&mgr->lock);
+    ret = hdManagerGiveBackGroupLocked(mgr, group, given_back, error);
+    g_mutex_unlock(&mgr->lock);
+    return ret;
+}
+
+
+static GArray *
+hdManagerPendingGroupsLocked(hdManager *mgr)
+{
+    GArray *groups = g_array_new(FALSE, FALSE, sizeof(unsigned int));
+    guint i;
+    guint j;
+
+    for (i = 0; i < mgr->records->len; i++) {
+        hdDeviceRecord *rec = g_ptr_array_index(mgr->records, i);
+        gboolean seen = FALSE;
+
+        if (rec->state != HD_DEVICE_INACTIVE || !rec->give_back ||
+            hdManagerGroupActiveRecord(mgr, rec->group))
+            continue;
+        for (j = 0; j < groups->len; j++)
+            seen |= g_array_index(groups, unsigned int, j) == rec->group;
+        if (!seen)
+            g_array_append_val(groups, rec->group);
+    }
+    return groups;
+}
+
+
+GArray *
+hdManagerPendingGroups(hdManager *mgr)
+{
+    GArray *groups;
+
+    g_mutex_lock(&mgr->lock);
+    groups = hdManagerPendingGroupsLocked(mgr);
+    g_mutex_unlock(&mgr->lock);
+    return groups;
+}
+
+
+static guint
+hdManagerGiveBackPendingLocked(hdManager *mgr, GError **error)
+{
+    g_autoptr(GArray) groups = hdManagerPendingGroupsLocked(mgr);
+    guint count = 0;
+    guint i;
+
+    for (i = 0; i < groups->len; i++) {
+        g_autoptr(GError) local = NULL;
+        gboolean given_back = FALSE;
+
+        if (!hdManagerGiveBackGroupLocked(mgr, g_array_index(groups, unsigned int, i),
+                                          &given_back, &local)) {
+            if (error && !*error)
+                g_propagate_error(error, g_steal_pointer(&local));
+            continue;
+        }
+        count += given_back;
+    }
+    return count;
+}
+
+
+guint
+hdManagerGiveBackPending(hdManager *mgr, GError **error)
+{
+    guint count;
+
+    g_mutex_lock(&mgr->lock);
+    count = hdManagerGiveBackPendingLocked(mgr, error);
+    g_mutex_unlock(&mgr->lock);
+    return count;
+}
+
+
+/* Undo the records of an interrupted or failed prepare: a record that
+ * existed before gets its previous form back; a record the prepare created
+ * goes on the inactive list, to be given back to its original driver as
+ * soon as its group is free (never while a sibling is in use). */
+static GPtrArray *
+hdManagerRevertPrepareRecords(GPtrArray *records)
+{
+    GPtrArray *next = hdDeviceRecordListNew();
+    guint i;
+
+    for (i = 0; i < records->len; i++) {
+        hdDeviceRecord *rec = hdDeviceRecordCopy(g_ptr_array_index(records, i));
+
+        if (rec->in_prepare && rec->previous) {
+            hdDeviceRecord *previous = g_steal_pointer(&rec->previous);
+
+            hdDeviceRecordFree(rec);
+            rec = previous;
+        } else if (rec->in_prepare) {
+            rec->state = HD_DEVICE_INACTIVE;
+            g_clear_pointer(&rec->domain, g_free);
+            rec->give_back = TRUE;
+        }
+        rec->in_prepare = FALSE;
+        g_ptr_array_add(next, rec);
+    }
+    return next;
+}
+
+
+static gboolean
+hdManagerHasPrepareRecords(hdManager *mgr)
+{
+    guint i;
+
+    for (i = 0; i < mgr->records->len; i++) {
+        if (((hdDeviceRecord *)g_ptr_array_index(mgr->records, i))->in_prepare)
+            return TRUE;
+    }
+    return FALSE;
+}
+
+
+/* Roll back a prepare: records first, then the host, group by group. */
+static void
+hdManagerRollbackPrepare(hdManager *mgr)
+{
+    g_autoptr(GPtrArray) next = hdManagerRevertPrepareRecords(mgr->records);
+    g_autoptr(GError) local = NULL;
+
+    if (!hdManagerCommit(mgr, next, &local)) {
+        /* The state file still says "in prepare": the next start rolls back. */
+        g_warning(_("cannot record the rollback of a prepare: %1$s"), local->message);
+        return;
+    }
+    hdCrashPoint("rollback-recorded");
+    hdManagerGiveBackPendingLocked(mgr, &local);
+    if (local)
+        g_warning(_("rollback could not give every device back yet: %1$s"), local->message);
+}
+
+
+/* Does a member make its group non-viable where it is?  Only a host
+ * driver does: bridges, pcieport, driverless and VFIO-bound members don't. */
+static gboolean
+hdManagerMemberOnHostDriver(hdManager *mgr, const hdPCIAddress *addr, char **driver,
+                            gboolean *on_host, GError **error)
+{
+    if (!hdPCIDeviceGetDriver(mgr->host, addr, driver, error))
+        return FALSE;
+    *on_host = *driver && !hdPCIDeviceIsBridge(mgr->host, addr) &&
+        !hdPCIDeviceIsVFIOBound(mgr->host, addr);
+    return TRUE;
+}
+
+
+static hdPrepareItem *
+hdPrepareFindItem(GArray *items, const hdPCIAddress *addr)
+{
+    guint i;
+
+    for (i = 0; i < items->len; i++) {
+        hdPrepareItem *item = &g_array_index(items, hdPrepareItem, i);
+
+        if (hdPCIAddressEqual(&item->addr, addr))
+            return item;
+    }
+    return NULL;
+}
+
+
+/* Step 1a: one requested device exists, is free for @domain, and (if
+ * unmanaged) already sits on vfio-pci. */
+static gboolean
+hdManagerValidateDevice(hdManager *mgr, const char *domain, const hdHostdevDef *def,
+                        hdPrepareItem *item, GError **error)
+{
+    hdDeviceRecord *rec = hdRecordFind(mgr->records, &def->addr, NULL);
+    char addr[HD_PCI_ADDRESS_STRLEN];
+
+    hdAddr(&def->addr, addr);
+    item->addr = def->addr;
+    item->managed = def->managed;
+    if (!hdPCIDeviceExists(mgr->host, &def->addr)) {
+        hdErrorSet(error, HD_ERROR_NOT_FOUND, _("PCI device %1$s does not exist on this host"),
+                   addr);
+        return FALSE;
+    }
+    if (!hdPCIDeviceGetIOMMUGroup(mgr->host, &def->addr, &item->group, error) ||
+        !hdPCIDeviceGetDriver(mgr->host, &def->addr, &item->driver, error))
+        return FALSE;
+    if (rec && rec->state == HD_DEVICE_ACTIVE) {
+        if (g_strcmp0(rec->domain, domain) == 0)
+            hdErrorSet(error, HD_ERROR_IN_USE,
+                       _("device %1$s is already assigned to domain %2$s"), addr, domain);
+        else
+            hdErrorSet(error, HD_ERROR_IN_USE,
+                       _("device %1$s (IOMMU group %2$u) is in use by domain %3$s"),
+                       addr, item->group, rec->domain);
+        return FALSE;
+    }
+    if (!def->managed && !hdPCIDeviceIsVFIOBound(mgr->host, &def->addr)) {
+        hdErrorSet(error, HD_ERROR_INVALID_ARG,
+                   _("unmanaged device %1$s is bound to '%2$s', not to vfio-pci: "
+                     "detach it first or set managed='yes'"),
+                   addr, item->driver ? item->driver : "no driver");
+        return FALSE;
+    }
+    return TRUE;
+}
+
+
+/* Step 1b: the group of @item can be used by @domain.  Members on host
+ * drivers are refused, or with HD_PREPARE_WHOLE_GROUP added to @items as
+ * siblings to detach. */
+static gboolean
+hdManagerValidateGroup(hdManager *mgr, const char *domain, unsigned int group,
+                       const hdPCIAddress *requested, GArray *items, unsigned int flags,
+                       GError **error)
+{
+    g_autoptr(GArray) members = hdIOMMUGroupGetMembers(mgr->host, group, error);
+    g_autoptr(GString) blockers = g_string_new(NULL);
+    g_autoptr(GArray) siblings = g_array_new(FALSE, TRUE, sizeof(hdPrepareItem));
+    char addr[HD_PCI_ADDRESS_STRLEN];
+    char other[HD_PCI_ADDRESS_STRLEN];
+    guint i;
+
+    g_array_set_clear_func(siblings, (GDestroyNotify)hdPrepareItemClear);
+    if (!members)
+        return FALSE;
+    hdAddr(requested, addr);
+    for (i = 0; i < members->len; i++) {
+        const hdPCIAddress *member = &g_array_index(members, hdPCIAddress, i);
+        hdDeviceRecord *rec = hdRecordFind(mgr->records, member, NULL);
+        hdPrepareItem sibling = { 0 };
+        gboolean on_host = FALSE;
+
+        if (rec && rec->state == HD_DEVICE_ACTIVE && g_strcmp0(rec->domain, domain) != 0) {
+            hdErrorSet(error, HD_ERROR_IN_USE,
+                       _("cannot assign %1$s to domain %2$s: its IOMMU group %3$u is in use by "
+                         "domain %4$s (device %5$s)"),
+                       addr, domain ? domain : "-", group, rec->domain, hdAddr(member, other));
+            return FALSE;
+        }
+        if (rec || hdPrepareFindItem(items, member))
+            continue;
+        if (!hdManagerMemberOnHostDriver(mgr, member, &sibling.driver, &on_host, error))
+            return FALSE;
+        if (!on_host) {
+            g_free(sibling.driver);
+            continue;
+        }
+        g_string_append_printf(blockers, "%s%s (%s)", blockers->len ? ", " : "",
+                               hdAddr(member, other), sibling.driver);
+        sibling.addr = *member;
+        sibling.group = group;
+        sibling.managed = TRUE;
+        sibling.sibling = TRUE;
+        g_array_append_val(siblings, sibling);
+    }
+    if (siblings->len == 0)
+        return TRUE;
+    if (!(flags & HD_PREPARE_WHOLE_GROUP)) {
+        hdErrorSet(error, HD_ERROR_NOT_VIABLE,
+                   _("cannot assign %1$s: IOMMU group %2$u would not be viable, because these "
+                     "members are bound to host drivers: %3$s; assign them too, or ask for the "
+                     "whole group"),
+                   addr, group, blockers->str);
+        return FALSE;
+    }
+    for (i = 0; i < siblings->len; i++) {
+        hdPrepareItem *sibling = &g_array_index(siblings, hdPrepareItem, i);
+
+        g_array_append_val(items, *sibling);
+        sibling->driver = NULL;  /* now owned by @items */
+    }
+    return TRUE;
+}
+
+
+/* Step 2: the records as they will be once the prepare succeeded, marked
+ * in_prepare with their previous form so that a crash can undo them. */
+static GPtrArray *
+hdManagerPrepareRecords(hdManager *mgr, const char *domain, GArray *items, gboolean stay)
+{
+    GPtrArray *next = hdDeviceRecordListCopy(mgr->records);
+    guint i;
+
+    for (i = 0; i < items->len; i++) {
+        hdPrepareItem *item = &g_array_index(items, hdPrepareItem, i);
+        hdDeviceRecord *rec = hdRecordFind(next, &item->addr, NULL);
+        g_autoptr(GError) local = NULL;
+
+        if (rec) {
+            rec->previous = hdDeviceRecordCopy(rec);
+        } else {
+            rec = hdDeviceRecordNew(&item->addr, item->group);
+            rec->original_driver = g_strdup(item->driver);
+            if (!hdPCIDeviceGetDriverOverride(mgr->host, &item->addr, &rec->original_override,
+                                              &local))
+                g_debug("no driver_override for a new record: %s", local->message);
+            rec->detached = item->managed &&
+                !hdPCIDeviceIsVFIOBound(mgr->host, &item->addr);
+            rec->managed = item->managed;
+            g_ptr_array_add(next, rec);
+        }
+        rec->in_prepare = TRUE;
+        if (item->sibling || !domain) {
+            rec->state = HD_DEVICE_INACTIVE;
+            rec->give_back = !stay;
+        } else {
+            rec->state = HD_DEVICE_ACTIVE;
+            g_free(rec->domain);
+            rec->domain = g_strdup(domain);
+            rec->managed = item->managed;
+            rec->give_back = FALSE;
+        }
+    }
+    return next;
+}
+
+
+/* Step 3: bind every managed device that is not on vfio-pci yet. */
+static gboolean
+hdManagerPrepareBind(hdManager *mgr, GArray *items, GError **error)
+{
+    guint i;
+
+    for (i = 0; i < items->len; i++) {
+        hdPrepareItem *item = &g_array_index(items, hdPrepareItem, i);
+
+        if (!item->managed || hdPCIDeviceIsVFIOBound(mgr->host, &item->addr))
+            continue;
+        if (!hdPCIDeviceBindDriver(mgr->host, &item->addr, HD_VFIO_DRIVER, error))
+            return FALSE;
+        hdCrashPoint("prepare-bound");
+    }
+    return TRUE;
+}
+
+
+static GPtrArray *
+hdManagerFinishPrepareRecords(GPtrArray *records)
+{
+    GPtrArray *next = hdDeviceRecordListCopy(records);
+    guint i;
+
+    for (i = 0; i < next->len; i++) {
+        hdDeviceRecord *rec = g_ptr_array_index(next, i);
+
+        rec->in_prepare = FALSE;
+        g_clear_pointer(&rec->previous, hdDeviceRecordFree);
+    }
+    return next;
+}
+
+
+/* Steps 2 to 4 of a prepare or a node detach, on validated @items. */
+static gboolean
+hdManagerPrepareItems(hdManager *mgr, const char *domain, GArray *items, gboolean stay,
+                      GError **error)
+{
+    g_autoptr(GPtrArray) next = hdManagerPrepareRecords(mgr, domain, items, stay);
+    g_autoptr(GPtrArray) done = NULL;
+
+    if (!hdManagerCommit(mgr, next, error))
+        return FALSE;
+    hdCrashPoint("prepare-recorded");
+
+    if (!hdManagerPrepareBind(mgr, items, error)) {
+        hdManagerRollbackPrepare(mgr);
+        return FALSE;
+    }
+
+    done = hdManagerFinishPrepareRecords(mgr->records);
+    if (!hdManagerCommit(mgr, done, error)) {
+        hdManagerRollbackPrepare(mgr);
+        return FALSE;
+    }
+    hdCrashPoint("prepare-committed");
+    return TRUE;
+}
+
+
+static gboolean
+hdManagerValidatePrepare(hdManager *mgr, const char *domain, GPtrArray *hostdevs,
+                         unsigned int flags, GArray *items, GError **error)
+{
+    guint i;
+
+    for (i = 0; i < hostdevs->len; i++) {
+        const hdHostdevDef *def = g_ptr_array_index(hostdevs, i);
+        hdPrepareItem item = { 0 };
+        char addr[HD_PCI_ADDRESS_STRLEN];
+
+        if (hdPrepareFindItem(items, &def->addr)) {
+            hdErrorSet(error, HD_ERROR_INVALID_ARG, _("device %1$s is requested twice"),
+                       hdAddr(&def->addr, addr));
+            return FALSE;
+        }
+        if (!hdManagerValidateDevice(mgr, domain, def, &item, error)) {
+            hdPrepareItemClear(&item);
+            return FALSE;
+        }
+        g_array_append_val(items, item);
+    }
+    for (i = 0; i < hostdevs->len; i++) {
+        hdPrepareItem *item = &g_array_index(items, hdPrepareItem, i);
+        hdPCIAddress addr = item->addr;
+
+        if (!hdManagerValidateGroup(mgr, domain, item->group, &addr, items, flags, error))
+            return FALSE;
+    }
+    return TRUE;
+}
+
+
+static gboolean
+hdManagerCheckDomainName(const char *domain, GError **error)
+{
+    if (!domain || !*domain || strchr(domain, '/') || !g_utf8_validate(domain, -1, NULL)) {
+        hdErrorSet(error, HD_ERROR_INVALID_ARG, _("invalid domain name '%1$s'"),
+                   domain ? domain : "");
+        return FALSE;
+    }
+    return TRUE;
+}
+
+
+gboolean
+hdManagerPrepare(hdManager *mgr, const char *domain, GPtrArray *hostdevs, unsigned int flags,
+                 GError **error)
+{
+    g_autoptr(GArray) items = g_array_new(FALSE, TRUE, sizeof(hdPrepareItem));
+    gboolean ret = FALSE;
+
+    g_array_set_clear_func(items, (GDestroyNotify)hdPrepareItemClear);
+    if (!hdManagerCheckDomainName(domain, error))
+        return FALSE;
+    if (hostdevs->len == 0)
+        return TRUE;
+
+    g_mutex_lock(&mgr->lock);
+    if (hdManagerValidatePrepare(mgr, domain, hostdevs, flags, items, error))
+        ret = hdManagerPrepareItems(mgr, domain, items, FALSE, error);
+    g_mutex_unlock(&mgr->lock);
+    return ret;
+}
+
+
+/* Records after @addrs left @domain: managed devices wait on the inactive
+ * list, unmanaged ones are no longer tracked (they stay on vfio-pci). */
+static GPtrArray *
+hdManagerReleaseRecords(hdManager *mgr, const char *domain, GArray *addrs, GArray *groups,
+                        GError **error)
+{
+    g_autoptr(GPtrArray) next = hdDeviceRecordListCopy(mgr->records);
+    guint i;
+
+    for (i = 0; i < addrs->len; i++) {
+        const hdPCIAddress *addr = &g_array_index(addrs, hdPCIAddress, i);
+        guint index;
+        hdDeviceRecord *rec = hdRecordFind(next, addr, &index);
+        char buf[HD_PCI_ADDRESS_STRLEN];
+
+        if (!rec || rec->state != HD_DEVICE_ACTIVE || g_strcmp0(rec->domain, domain) != 0) {
+            hdErrorSet(error, HD_ERROR_NOT_FOUND,
+                       _("device %1$s is not assigned to domain %2$s"),
+                       hdAddr(addr, buf), domain);
+            return NULL;
+        }
+        g_array_append_val(groups, rec->group);
+        if (!rec->managed && !rec->detached) {
+            g_ptr_array_remove_index(next, index);
+            continue;
+        }
+        rec->state = HD_DEVICE_INACTIVE;
+        g_clear_pointer(&rec->domain, g_free);
+        /* An unmanaged device we detached (nodedev-detach) stays detached. */
+        rec->give_back = rec->managed;
+    }
+    return g_steal_pointer(&next);
+}
+
+
+static gboolean
+hdManagerReleaseLocked(hdManager *mgr, const char *domain, GArray *addrs, GError **error)
+{
+    g_autoptr(GArray) groups = g_array_new(FALSE, FALSE, sizeof(unsigned int));
+    g_autoptr(GPtrArray) next = hdManagerReleaseRecords(mgr, domain, addrs, groups, error);
+    guint i;
+
+    if (!next || !hdManagerCommit(mgr, next, error))
+        return FALSE;
+    hdCrashPoint("release-recorded");
+
+    /* The devices have left the domain; a group that cannot be given back
+     * yet stays pending and is retried when something changes. */
+    for (i = 0; i < groups->len; i++) {
+        g_autoptr(GError) local = NULL;
+        gboolean given_back;
+
+        if (!hdManagerGiveBackGroupLocked(mgr, g_array_index(groups, unsigned int, i),
+                                          &given_back, &local))
+            g_warning(_("IOMMU group %1$u stays on the inactive list: %2$s"),
+                      g_array_index(groups, unsigned int, i), local->message);
+    }
+    return TRUE;
+}
+
+
+gboolean
+hdManagerRelease(hdManager *mgr, const char *domain, GArray *addrs, GError **error)
+{
+    gboolean ret;
+
+    if (!hdManagerCheckDomainName(domain, error))
+        return FALSE;
+    g_mutex_lock(&mgr->lock);
+    ret = hdManagerReleaseLocked(mgr, domain, addrs, error);
+    g_mutex_unlock(&mgr->lock);
+    return ret;
+}
+
+
+gboolean
+hdManagerReleaseDomain(hdManager *mgr, const char *domain, GError **error)
+{
+    g_autoptr(GArray) addrs = g_array_new(FALSE, FALSE, sizeof(hdPCIAddress));
+    gboolean ret;
+    guint i;
+
+    if (!hdManagerCheckDomainName(domain, error))
+        return FALSE;
+    g_mutex_lock(&mgr->lock);
+    for (i = 0; i < mgr->records->len; i++) {
+        hdDeviceRecord *rec = g_ptr_array_index(mgr->records, i);
+
+        if (rec->state == HD_DEVICE_ACTIVE && g_strcmp0(rec->domain, domain) == 0)
+            g_array_append_val(addrs, rec->addr);
+    }
+    ret = hdManagerReleaseLocked(mgr, domain, addrs, error);
+    g_mutex_unlock(&mgr->lock);
+    return ret;
+}
+
+
+/* A node operation on @addr needs the device and its group unused. */
+static gboolean
+hdManagerCheckIdle(hdManager *mgr, const hdPCIAddress *addr, unsigned int *group,
+                   GError **error)
+{
+    hdDeviceRecord *active;
+    gboolean free_ = FALSE;
+    char buf[HD_PCI_ADDRESS_STRLEN];
+    char other[HD_PCI_ADDRESS_STRLEN];
+
+    hdAddr(addr, buf);
+    if (!hdPCIDeviceExists(mgr->host, addr)) {
+        hdErrorSet(error, HD_ERROR_NOT_FOUND, _("PCI device %1$s does not exist on this host"),
+                   buf);
+        return FALSE;
+    }
+    if (!hdPCIDeviceGetIOMMUGroup(mgr->host, addr, group, error))
+        return FALSE;
+    if ((active = hdManagerGroupActiveRecord(mgr, *group))) {
+        hdErrorSet(error, HD_ERROR_IN_USE,
+                   _("device %1$s is busy: its IOMMU group %2$u is in use by domain %3$s "
+                     "(device %4$s)"),
+                   buf, *group, active->domain, hdAddr(&active->addr, other));
+        return FALSE;
+    }
+    if (!hdManagerGroupIsFree(mgr, *group, &free_, error))
+        return FALSE;
+    if (!free_) {
+        hdErrorSet(error, HD_ERROR_IN_USE,
+                   _("device %1$s is busy: a process still holds its IOMMU group %2$u"),
+                   buf, *group);
+        return FALSE;
+    }
+    return TRUE;
+}
+
+
+gboolean
+hdManagerNodeDetach(hdManager *mgr, const hdPCIAddress *addr, GArray **siblings,
+                    GError **error)
+{
+    g_autoptr(GArray) items = g_array_new(FALSE, TRUE, sizeof(hdPrepareItem));
+    g_autoptr(GArray) members = NULL;
+    g_autoptr(GArray) follow = g_array_new(FALSE, FALSE, sizeof(hdPCIAddress));
+    hdPrepareItem item = { .addr = *addr, .managed = TRUE };
+    hdDeviceRecord *rec;
+    gboolean ret = FALSE;
+    guint i;
+
+    g_array_set_clear_func(items, (GDestroyNotify)hdPrepareItemClear);
+    g_mutex_lock(&mgr->lock);
+    if (!hdManagerCheckIdle(mgr, addr, &item.group, error) ||
+        !hdPCIDeviceGetDriver(mgr->host, addr, &item.driver, error))
+        goto cleanup;
+    g_array_append_val(items, item);
+
+    if ((rec = hdRecordFind(mgr->records, addr, NULL))) {
+        /* Already detached: it now stays until reattached. */
+        g_autoptr(GPtrArray) next = hdDeviceRecordListCopy(mgr->records);
+
+        hdRecordFind(next, addr, NULL)->give_back = FALSE;
+        if (!hdManagerCommit(mgr, next, error))
+            goto cleanup;
+    } else if (!hdManagerPrepareItems(mgr, NULL, items, TRUE, error)) {
+        goto cleanup;
+    }
+
+    if (!(members = hdIOMMUGroupGetMembers(mgr->host, item.group, error)))
+        goto cleanup;
+    for (i = 0; i < members->len; i++) {
+        const hdPCIAddress *member = &g_array_index(members, hdPCIAddress, i);
+        g_autofree char *driver = NULL;
+        gboolean on_host = FALSE;
+
+        if (!hdManagerMemberOnHostDriver(mgr, member, &driver, &on_host, error))
+            goto cleanup;
+        if (on_host)
+            g_array_append_val(follow, *member);
+    }
+    if (siblings)
+        *siblings = g_steal_pointer(&follow);
+    ret = TRUE;
+
+ cleanup:
+    g_mutex_unlock(&mgr->lock);
+    return ret;
+}
+
+
+gboolean
+hdManagerNodeReattach(hdManager *mgr, const hdPCIAddress *addr, GError **error)
+{
+    hdDeviceRecord *rec;
+    unsigned int group;
+    gboolean ret = FALSE;
+
+    g_mutex_lock(&mgr->lock);
+    if (!hdManagerCheckIdle(mgr, addr, &group, error))
+        goto cleanup;
+    if (!(rec = hdRecordFind(mgr->records, addr, NULL))) {
+        /* Not ours: a device someone bound to vfio-pci by hand goes to the
+         * driver the kernel picks; any other device is already home. */
+        if (!hdPCIDeviceIsVFIOBound(mgr->host, addr)) {
+            ret = TRUE;
+            goto cleanup;
+        }
+        ret = hdPCIDeviceReprobe(mgr->host, addr, NULL, error);
+        goto cleanup;
+    }
+    if (hdManagerReturnDevice(mgr, rec, error))
+        ret = hdManagerForget(mgr, addr, error);
+
+ cleanup:
+    g_mutex_unlock(&mgr->lock);
+    return ret;
+}
+
+
+gboolean
+hdManagerNodeReset(hdManager *mgr, const hdPCIAddress *addr, GError **error)
+{
+    unsigned int group;
+    gboolean ret = FALSE;
+
+    g_mutex_lock(&mgr->lock);
+    if (hdManagerCheckIdle(mgr, addr, &group, error))
+        ret = hdPCIDeviceReset(mgr->host, addr, error);
+    g_mutex_unlock(&mgr->lock);
+    return ret;
+}
+
+
+static hdDeviceInfo *
+hdManagerInfoFromRecord(hdManager *mgr, const hdDeviceRecord *rec)
+{
+    hdDeviceInfo *info = g_new0(hdDeviceInfo, 1);
+    g_autoptr(GError) local = NULL;
+
+    info->addr = rec->addr;
+    info->group = rec->group;
+    info->state = rec->state;
+    info->domain = g_strdup(rec->domain);
+    info->managed = rec->managed;
+    info->original_driver = g_strdup(rec->original_driver);
+    if (!hdPCIDeviceGetDriver(mgr->host, &rec->addr, &info->driver, &local))
+        g_debug("%s", local->message);
+    return info;
+}
+
+
+hdDeviceInfo *
+hdManagerGetDevice(hdManager *mgr, const hdPCIAddress *addr, GError **error)
+{
+    g_autoptr(hdDeviceRecord) untracked = NULL;
+    hdDeviceRecord *rec;
+    hdDeviceInfo *info = NULL;
+    char buf[HD_PCI_ADDRESS_STRLEN];
+
+    g_mutex_lock(&mgr->lock);
+    if (!hdPCIDeviceExists(mgr->host, addr)) {
+        hdErrorSet(error, HD_ERROR_NOT_FOUND, _("PCI device %1$s does not exist on this host"),
+                   hdAddr(addr, buf));
+        goto cleanup;
+    }
+    if (!(rec = hdRecordFind(mgr->records, addr, NULL))) {
+        unsigned int group = 0;
+
+        if (!hdPCIDeviceGetIOMMUGroup(mgr->host, addr, &group, error))
+            goto cleanup;
+        rec = untracked = hdDeviceRecordNew(addr, group);
+        untracked->state = HD_DEVICE_HOST;
+    }
+    info = hdManagerInfoFromRecord(mgr, rec);
+    if (untracked)
+        info->original_driver = g_strdup(info->driver);
+
+ cleanup:
+    g_mutex_unlock(&mgr->lock);
+    return info;
+}
+
+
+GPtrArray *
+hdManagerListTracked(hdManager *mgr)
+{
+    GPtrArray *list = g_ptr_array_new_with_free_func((GDestroyNotify)hdDeviceInfoFree);
+    guint i;
+
+    g_mutex_lock(&mgr->lock);
+    for (i = 0; i < mgr->records->len; i++)
+        g_ptr_array_add(list, hdManagerInfoFromRecord(mgr, g_ptr_array_index(mgr->records, i)));
+    g_mutex_unlock(&mgr->lock);
+    return list;
+}
+
+
+/* A record that says "active" for a device no longer on vfio-pci was
+ * changed behind our back; it is kept (its original driver is still
+ * needed) and reported. */
+static void
+hdManagerCheckActiveRecords(hdManager *mgr)
+{
+    guint i;
+
+    for (i = 0; i < mgr->records->len; i++) {
+        hdDeviceRecord *rec = g_ptr_array_index(mgr->records, i);
+        char addr[HD_PCI_ADDRESS_STRLEN];
+
+        if (rec->state != HD_DEVICE_ACTIVE || !rec->managed)
+            continue;
+        if (!hdPCIDeviceExists(mgr->host, &rec->addr))
+            g_warning(_("device %1$s of domain %2$s has disappeared from the host"),
+                      hdAddr(&rec->addr, addr), rec->domain);
+        else if (!hdPCIDeviceIsVFIOBound(mgr->host, &rec->addr))
+            g_warning(_("device %1$s of domain %2$s is no longer bound to vfio-pci"),
+                      hdAddr(&rec->addr, addr), rec->domain);
+    }
+}
+
+
+/* Bring the records in line with the host after a restart: finish or undo
+ * what a crash interrupted. */
+static void
+hdManagerReconcile(hdManager *mgr)
+{
+    g_autoptr(GError) local = NULL;
+
+    if (hdManagerHasPrepareRecords(mgr))
+        hdManagerRollbackPrepare(mgr);
+    hdManagerCheckActiveRecords(mgr);
+    hdManagerGiveBackPendingLocked(mgr, &local);
+    if (local)
+        g_warning(_("some IOMMU groups stay on the inactive list: %1$s"), local->message);
+}
+
+
+hdManager *
+hdManagerOpen(hdHost *host, const char *state_dir, GError **error)
+{
+    g_autoptr(hdManager) mgr = g_new0(hdManager, 1);
+
+    g_mutex_init(&mgr->lock);
+    mgr->lock_fd = -1;
+    mgr->host = hdHostRef(host);
+    mgr->state_dir = g_strdup(state_dir ? state_dir : HD_DEFAULT_STATE_DIR);
+    mgr->state_path = g_build_filename(mgr->state_dir, "state.json", NULL);
+    mgr->group_free = hdGroupFreeByProc;
+
+    if ((mgr->lock_fd = hdStateLock(mgr->state_dir, error)) < 0)
+        return NULL;
+    if (!(mgr->records = hdStateLoad(mgr->state_path, error)))
+        return NULL;
+
+    g_mutex_lock(&mgr->lock);
+    hdManagerReconcile(mgr);
+    g_mutex_unlock(&mgr->lock);
+    return g_steal_pointer(&mgr);
+}
+
+
+void
+hdManagerFree(hdManager *mgr)
+{
+    if (!mgr)
+        return;
+    if (mgr->lock_fd >= 0)
+        close(mgr->lock_fd);
+    g_clear_pointer(&mgr->records, g_ptr_array_unref);
+    g_clear_pointer(&mgr->host, hdHostUnref);
+    g_free(mgr->state_dir);
+    g_free(mgr->state_path);
+    g_mutex_clear(&mgr->lock);
+    g_free(mgr);
+}
+
+
+hdHost *
+hdManagerGetHost(hdManager *mgr)
+{
+    return mgr->host;
+}
+
+
+void
+hdManagerSetGroupFreeFunc(hdManager *mgr, hdGroupFreeFunc func, gpointer opaque)
+{
+    g_mutex_lock(&mgr->lock);
+    mgr->group_free = func ? func : hdGroupFreeByProc;
+    mgr->group_free_opaque = func ? opaque : NULL;
+    g_mutex_unlock(&mgr->lock);
+}

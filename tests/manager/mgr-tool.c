@@ -1,0 +1,68 @@
+/*
+ * mgr-tool.c: drive the manager from a separate process, so that tests can
+ * kill it at a crash point and start it again.
+ *
+ *   mgr-tool ROOT STATE_DIR prepare DOMAIN FILE.xml [whole-group]
+ *   mgr-tool ROOT STATE_DIR release-domain DOMAIN
+ *   mgr-tool ROOT STATE_DIR reconcile
+ *
+ * Prints the tracked devices after the operation, one per line.
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include <string.h>
+
+#include "hostdev/error.h"
+#include "hostdev/manager.h"
+
+
+static gboolean
+toolRun(hdManager *mgr, int argc, char **argv, GError **error)
+{
+    const char *verb = argv[3];
+
+    if (strcmp(verb, "prepare") == 0 && argc >= 6) {
+        g_autoptr(hdDomainDef) def = hdDomainDefParseFile(argv[5], error);
+        unsigned int flags = 0;
+
+        if (argc > 6 && strcmp(argv[6], "whole-group") == 0)
+            flags |= HD_PREPARE_WHOLE_GROUP;
+        return def && hdManagerPrepare(mgr, argv[4], def->hostdevs, flags, error);
+    }
+    if (strcmp(verb, "release-domain") == 0 && argc == 5)
+        return hdManagerReleaseDomain(mgr, argv[4], error);
+    if (strcmp(verb, "reconcile") == 0 && argc == 4)
+        return TRUE;
+    hdErrorSet(error, HD_ERROR_INVALID_ARG, "usage: mgr-tool ROOT STATE_DIR VERB ARGS...");
+    return FALSE;
+}
+
+
+int
+main(int argc, char **argv)
+{
+    g_autoptr(GError) error = NULL;
+    g_autoptr(hdHost) host = NULL;
+    g_autoptr(hdManager) mgr = NULL;
+    g_autoptr(GPtrArray) tracked = NULL;
+    guint i;
+
+    if (argc < 4) {
+        g_printerr("usage: mgr-tool ROOT STATE_DIR VERB ARGS...\n");
+        return 2;
+    }
+    host = hdHostNew(argv[1]);
+    if (!(mgr = hdManagerOpen(host, argv[2], &error)) || !toolRun(mgr, argc, argv, &error)) {
+        g_printerr("mgr-tool: %s\n", error->message);
+        return 1;
+    }
+    tracked = hdManagerListTracked(mgr);
+    for (i = 0; i < tracked->len; i++) {
+        hdDeviceInfo *info = g_ptr_array_index(tracked, i);
+        char addr[HD_PCI_ADDRESS_STRLEN];
+
+        g_print("%s %s %s\n", hdPCIAddressFormat(&info->addr, addr),
+                hdDeviceStateToString(info->state), info->domain ? info->domain : "-");
+    }
+    return 0;
+}

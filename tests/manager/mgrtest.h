@@ -1,0 +1,22 @@
+/*
+ * mgrtest.h: helpers shared by the manager tests
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#pragma once
+
+#include "hdtest-sim.h"
+#include "hostdev/pci.h"
+
+/* Addresses (char *) of the devices the simulated host has on @driver, sorted. */
+GPtrArray *mgrtestDevicesOn(hdSimHost *sim, const char *driver);
+
+/* address -> driver (or "" for none) of every device of the simulated host. */
+GHashTable *mgrtestDriverMap(hdSimHost *sim);
+
+hdPCIAddress mgrtestAddr(const char *str);
+
+void mgrtestAssertDriver(hdSimHost *sim, const char *addr, const char *expected);
+
+/* Remove a state directory and the files in it. */
+void mgrtestRemoveTree(const char *dir);
