@@ -38,8 +38,8 @@ typedef enum {
 
 
 /* Digits only (no sign, space or prefix), in @base (10 or 16), at most
- * @max.  Decimal numbers have no leading zeros: libvirt's own parser would
- * read them as octal. */
+ * @max (below 2^32, so the accumulator cannot overflow).  Decimal numbers
+ * have no leading zeros: libvirt's own parser would read "010" as octal. */
 static hdNumberResult
 hdParseNumber(const char *str, unsigned int base, guint64 max, unsigned int *value)
 {
