@@ -7,6 +7,9 @@
  * test never leaves a mount behind; hdSimHostStop() unmounts (lazily if
  * needed) and removes the directory.
  *
+ * PR_SET_PDEATHSIG fires when the *thread* that started the daemon exits:
+ * start simulated hosts from the thread that runs the test.
+ *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #pragma once
@@ -56,5 +59,24 @@ guint hdSimHostViolations(hdSimHost *sim);
 
 /* The driver a device is bound to now as the daemon sees it, NULL if none. */
 char *hdSimHostDriverOf(hdSimHost *sim, const char *address);
+
+/* More helpers (added after the first version of this header). */
+
+/* @relative below the mount point, e.g. "sys/bus/pci/drivers_probe". */
+char *hdSimHostPath(hdSimHost *sim, const char *relative);
+
+/* The daemon's pid, e.g. to signal it; then hdSimHostWaitExit() reaps it
+ * (TRUE, *@wait_status set) or times out (FALSE).  hdSimHostStop() still
+ * has to be called: it unmounts and removes the directory. */
+GPid hdSimHostPid(hdSimHost *sim);
+gboolean hdSimHostWaitExit(hdSimHost *sim, guint timeout_ms, int *wait_status);
+
+/* Releases run after the close returned: wait until group @group is no
+ * longer owned (FALSE on timeout). */
+gboolean hdSimHostWaitGroupFree(hdSimHost *sim, int group, guint timeout_ms);
+
+/* Wait until the event log has an @event (for @address, unless NULL). */
+gboolean hdSimHostWaitEvent(hdSimHost *sim, const char *event, const char *address,
+                            guint timeout_ms);
 
 G_END_DECLS

@@ -1,0 +1,752 @@
+/*
+ * simfs.c: the FUSE file system of the simulated host
+ *
+ * The directory tree is a snapshot (simTree) built from the model and
+ * rebuilt only when files appear or vanish (the model's tree generation
+ * changes on bind and unbind).  File contents are not in the tree: they
+ * are read from the model when a file is read, and writes go straight to
+ * the model's kernel entry points, which may block for a long time; the
+ * daemon runs a multi-threaded loop with enough threads for that.
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "simfs.h"
+
+/* sysfs reports this size for every attribute. */
+#define SIM_ATTR_SIZE 4096
+
+/* The major number of vfio-dev/vfioX/dev, as on a typical host. */
+#define SIM_VFIO_CDEV_MAJOR 511
+
+typedef enum {
+    SIM_NODE_DIR,
+    SIM_NODE_FILE,
+    SIM_NODE_LINK,
+} simNodeType;
+
+typedef enum {
+    SIM_FILE_VENDOR,
+    SIM_FILE_DEVICE,
+    SIM_FILE_CLASS,
+    SIM_FILE_DRIVER_OVERRIDE,
+    SIM_FILE_RESET,
+    SIM_FILE_RESET_METHOD,
+    SIM_FILE_VFIO_DEV,
+    SIM_FILE_BIND,
+    SIM_FILE_UNBIND,
+    SIM_FILE_DRIVERS_PROBE,
+    SIM_FILE_CTL,
+    SIM_FILE_STATE,
+    SIM_FILE_EVENTS,
+    SIM_FILE_CONTAINER,
+    SIM_FILE_GROUP,
+    SIM_FILE_CDEV,
+} simFileKind;
+
+typedef struct {
+    simNodeType type;
+    simFileKind kind;
+    mode_t mode;                /* permission bits of files */
+    simDevice *dev;             /* device attributes, cdevs */
+    const char *driver;         /* bind, unbind: borrowed from the model */
+    int group;                  /* dev/vfio/N */
+    char *target;               /* links, relative as in sysfs */
+    GPtrArray *children;        /* directories: names, owned */
+} simNode;
+
+typedef struct {
+    gint refs;
+    guint64 generation;
+    GHashTable *nodes;          /* path without leading '/' -> simNode */
+} simTree;
+
+/* What an open file refers to; outlives tree rebuilds. */
+typedef struct {
+    simFileKind kind;
+    simDevice *dev;
+    const char *driver;
+    int group;
+    char *content;              /* what reads return, taken at offset 0 */
+} simHandle;
+
+struct _simFs {
+    simModel *model;
+    int ready_fd;
+    struct timespec start;
+    simTree *tree;              /* guarded by the model lock */
+    GMutex lock;                /* guards handles */
+    GHashTable *handles;        /* simHandle set: freed at the end */
+};
+
+
+/* ---- The tree ---------------------------------------------------------- */
+
+static void
+simNodeFree(simNode *node)
+{
+    g_free(node->target);
+    if (node->children)
+        g_ptr_array_unref(node->children);
+    g_free(node);
+}
+
+
+static void
+simTreeUnref(simTree *tree)
+{
+    if (!tree || !g_atomic_int_dec_and_test(&tree->refs))
+        return;
+    g_hash_table_unref(tree->nodes);
+    g_free(tree);
+}
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(simTree, simTreeUnref)
+
+
+static simNode *simTreeDir(simTree *tree, const char *path);
+
+/* Add @node at @path, creating the directories above it. */
+static simNode *
+simTreeAdd(simTree *tree, const char *path, simNode *node)
+{
+    g_autofree char *parent = NULL;
+    const char *slash;
+    simNode *dir;
+
+    g_hash_table_insert(tree->nodes, g_strdup(path), node);
+    if (!*path)
+        return node;
+    slash = strrchr(path, '/');
+    parent = slash ? g_strndup(path, slash - path) : g_strdup("");
+    dir = simTreeDir(tree, parent);
+    g_ptr_array_add(dir->children, g_strdup(slash ? slash + 1 : path));
+    return node;
+}
+
+
+static simNode *
+simTreeDir(simTree *tree, const char *path)
+{
+    simNode *node = g_hash_table_lookup(tree->nodes, path);
+
+    if (node)
+        return node;
+    node = g_new0(simNode, 1);
+    node->type = SIM_NODE_DIR;
+    node->mode = 0755;
+    node->children = g_ptr_array_new_with_free_func(g_free);
+    return simTreeAdd(tree, path, node);
+}
+
+
+static simNode *
+simTreeFile(simTree *tree, const char *path, simFileKind kind, mode_t mode)
+{
+    simNode *node = g_new0(simNode, 1);
+
+    node->type = SIM_NODE_FILE;
+    node->kind = kind;
+    node->mode = mode;
+    node->group = -1;
+    return simTreeAdd(tree, path, node);
+}
+
+
+static simNode *
+simTreeDeviceFile(simTree *tree, simDevice *dev, const char *name,
+                  simFileKind kind, mode_t mode)
+{
+    g_autofree char *path = g_strdup_printf("%s/%s", dev->sysfs_path, name);
+    simNode *node = simTreeFile(tree, path, kind, mode);
+
+    node->dev = dev;
+    return node;
+}
+
+
+/* The target of a link at @path to @target (both relative to the mount
+ * point), relative to the link's directory as sysfs writes it. */
+static char *
+simRelativeTarget(const char *path, const char *target)
+{
+    g_auto(GStrv) from = g_strsplit(path, "/", -1);
+    g_auto(GStrv) to = g_strsplit(target, "/", -1);
+    g_autoptr(GString) result = g_string_new(NULL);
+    guint nfrom = g_strv_length(from) - 1;    /* the link's directory */
+    guint common = 0;
+    guint i;
+
+    while (common < nfrom && to[common] && strcmp(from[common], to[common]) == 0)
+        common++;
+    for (i = common; i < nfrom; i++)
+        g_string_append(result, "../");
+    for (i = common; to[i]; i++)
+        g_string_append_printf(result, "%s%s", i > common ? "/" : "", to[i]);
+    return g_string_free(g_steal_pointer(&result), FALSE);
+}
+
+
+/* A link at the path @fmt... to @target. */
+static void G_GNUC_PRINTF(3, 4)
+simTreeLink(simTree *tree, const char *target, const char *fmt, ...)
+{
+    simNode *node = g_new0(simNode, 1);
+    g_autofree char *path = NULL;
+    va_list ap;
+
+    va_start(ap, fmt);
+    path = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    node->type = SIM_NODE_LINK;
+    node->target = simRelativeTarget(path, target);
+    simTreeAdd(tree, path, node);
+}
+
+
+static void
+simTreeAddDevice(simTree *tree, simDevice *dev)
+{
+    const char *p = dev->sysfs_path;
+    g_autofree char *group_dir = g_strdup_printf("sys/kernel/iommu_groups/%d",
+                                                 dev->group_number);
+    guint i;
+
+    simTreeDir(tree, p);
+    simTreeDeviceFile(tree, dev, "vendor", SIM_FILE_VENDOR, 0444);
+    simTreeDeviceFile(tree, dev, "device", SIM_FILE_DEVICE, 0444);
+    simTreeDeviceFile(tree, dev, "class", SIM_FILE_CLASS, 0444);
+    simTreeDeviceFile(tree, dev, "driver_override", SIM_FILE_DRIVER_OVERRIDE, 0644);
+    if (dev->reset_method) {
+        simTreeDeviceFile(tree, dev, "reset", SIM_FILE_RESET, 0200);
+        simTreeDeviceFile(tree, dev, "reset_method", SIM_FILE_RESET_METHOD, 0444);
+    }
+
+    simTreeLink(tree, group_dir, "%s/iommu_group", p);
+    simTreeLink(tree, p, "%s/devices/%s", group_dir, dev->address);
+    simTreeLink(tree, p, "sys/bus/pci/devices/%s", dev->address);
+
+    if (dev->driver) {
+        g_autofree char *driver_dir = g_strdup_printf("sys/bus/pci/drivers/%s",
+                                                      dev->driver);
+
+        simTreeLink(tree, driver_dir, "%s/driver", p);
+        simTreeLink(tree, p, "%s/%s", driver_dir, dev->address);
+    }
+
+    if (dev->physfn)
+        simTreeLink(tree, dev->physfn->sysfs_path, "%s/physfn", p);
+    for (i = 0; i < dev->virtfns->len; i++) {
+        simDevice *vf = g_ptr_array_index(dev->virtfns, i);
+
+        simTreeLink(tree, vf->sysfs_path, "%s/virtfn%u", p, i);
+    }
+
+    if (dev->vfio_cdev >= 0) {
+        g_autofree char *attr = g_strdup_printf("vfio-dev/vfio%d/dev", dev->vfio_cdev);
+        g_autofree char *cdev = g_strdup_printf("dev/vfio/devices/vfio%d", dev->vfio_cdev);
+
+        simTreeDeviceFile(tree, dev, attr, SIM_FILE_VFIO_DEV, 0444);
+        simTreeFile(tree, cdev, SIM_FILE_CDEV, 0600)->dev = dev;
+    }
+}
+
+
+/* Called with the model lock held. */
+static simTree *
+simTreeBuild(simModel *model)
+{
+    simTree *tree = g_new0(simTree, 1);
+    GPtrArray *devices = simModelDevices(model);
+    GPtrArray *groups = simModelGroups(model);
+    GPtrArray *drivers = simModelDrivers(model);
+    guint i;
+
+    tree->refs = 1;
+    tree->generation = simModelTreeGeneration(model);
+    tree->nodes = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
+                                        (GDestroyNotify) simNodeFree);
+
+    simTreeDir(tree, "");
+    simTreeFile(tree, ".sim/ctl", SIM_FILE_CTL, 0200);
+    simTreeFile(tree, ".sim/state", SIM_FILE_STATE, 0444);
+    simTreeFile(tree, ".sim/events", SIM_FILE_EVENTS, 0444);
+    simTreeFile(tree, "dev/vfio/vfio", SIM_FILE_CONTAINER, 0666);
+    simTreeDir(tree, "dev/vfio/devices");
+    simTreeFile(tree, "sys/bus/pci/drivers_probe", SIM_FILE_DRIVERS_PROBE, 0200);
+    simTreeDir(tree, "sys/bus/pci/devices");
+
+    for (i = 0; i < drivers->len; i++) {
+        const char *driver = g_ptr_array_index(drivers, i);
+        g_autofree char *bind = g_strdup_printf("sys/bus/pci/drivers/%s/bind", driver);
+        g_autofree char *unbind = g_strdup_printf("sys/bus/pci/drivers/%s/unbind", driver);
+
+        simTreeFile(tree, bind, SIM_FILE_BIND, 0200)->driver = driver;
+        simTreeFile(tree, unbind, SIM_FILE_UNBIND, 0200)->driver = driver;
+    }
+
+    for (i = 0; i < groups->len; i++) {
+        simGroup *group = g_ptr_array_index(groups, i);
+        g_autofree char *dir = g_strdup_printf("sys/kernel/iommu_groups/%d/devices",
+                                               group->number);
+
+        simTreeDir(tree, dir);
+        if (simGroupHasDevNode(group)) {
+            g_autofree char *node = g_strdup_printf("dev/vfio/%d", group->number);
+
+            simTreeFile(tree, node, SIM_FILE_GROUP, 0600)->group = group->number;
+        }
+    }
+
+    for (i = 0; i < devices->len; i++)
+        simTreeAddDevice(tree, g_ptr_array_index(devices, i));
+    return tree;
+}
+
+
+/* The current tree, rebuilt if the model changed shape; unref it. */
+static simTree *
+simFsTree(simFs *fs)
+{
+    simTree *tree;
+
+    simModelLock(fs->model);
+    if (!fs->tree || fs->tree->generation != simModelTreeGeneration(fs->model)) {
+        simTreeUnref(fs->tree);
+        fs->tree = simTreeBuild(fs->model);
+    }
+    tree = fs->tree;
+    g_atomic_int_inc(&tree->refs);
+    simModelUnlock(fs->model);
+    return tree;
+}
+
+
+static simFs *
+simFsGet(void)
+{
+    return fuse_get_context()->private_data;
+}
+
+
+static simNode *
+simTreeLookup(simTree *tree, const char *path)
+{
+    if (!path)
+        return NULL;
+    while (*path == '/')
+        path++;
+    return g_hash_table_lookup(tree->nodes, path);
+}
+
+
+/* The process behind the request: FUSE gives the thread id. */
+static pid_t
+simFsCallerPid(void)
+{
+    pid_t tid = fuse_get_context()->pid;
+    g_autofree char *status_path = g_strdup_printf("/proc/%d/status", (int) tid);
+    g_autofree char *status = NULL;
+    const char *line;
+
+    if (tid <= 0 || !g_file_get_contents(status_path, &status, NULL, NULL))
+        return tid;
+    if (!(line = strstr(status, "\nTgid:")))
+        return tid;
+    return (pid_t) g_ascii_strtoll(line + strlen("\nTgid:"), NULL, 10);
+}
+
+
+/* ---- File contents ---------------------------------------------------- */
+
+static char *
+simFsContent(simFs *fs, const simHandle *handle)
+{
+    const simDevice *dev = handle->dev;
+    char *content = NULL;
+
+    if (handle->kind == SIM_FILE_STATE)
+        return simModelStateJson(fs->model);
+    if (handle->kind == SIM_FILE_EVENTS)
+        return simModelEventsText(fs->model);
+
+    simModelLock(fs->model);
+    switch (handle->kind) {
+    case SIM_FILE_VENDOR:
+        content = g_strdup_printf("0x%04x\n", dev->vendor);
+        break;
+    case SIM_FILE_DEVICE:
+        content = g_strdup_printf("0x%04x\n", dev->device);
+        break;
+    case SIM_FILE_CLASS:
+        content = g_strdup_printf("0x%06x\n", dev->pci_class);
+        break;
+    case SIM_FILE_DRIVER_OVERRIDE:
+        content = g_strdup_printf("%s\n", dev->driver_override ?
+                                  dev->driver_override : "(null)");
+        break;
+    case SIM_FILE_RESET_METHOD:
+        content = g_strdup_printf("%s\n", dev->reset_method);
+        break;
+    case SIM_FILE_VFIO_DEV:
+        content = g_strdup_printf("%d:%d\n", SIM_VFIO_CDEV_MAJOR, dev->vfio_cdev);
+        break;
+    default:
+        content = g_strdup("");
+        break;
+    }
+    simModelUnlock(fs->model);
+    return content;
+}
+
+
+/* ---- FUSE operations -------------------------------------------------- */
+
+static gboolean
+simFileIsDevNode(simFileKind kind)
+{
+    return kind == SIM_FILE_CONTAINER || kind == SIM_FILE_GROUP || kind == SIM_FILE_CDEV;
+}
+
+
+static int
+simFsGetattr(const char *path, struct stat *st, struct fuse_file_info *fi)
+{
+    simFs *fs = simFsGet();
+    g_autoptr(simTree) tree = simFsTree(fs);
+    simNode *node = simTreeLookup(tree, path);
+
+    if (!node)
+        return -ENOENT;
+
+    memset(st, 0, sizeof(*st));
+    st->st_uid = getuid();
+    st->st_gid = getgid();
+    st->st_atim = st->st_mtim = st->st_ctim = fs->start;
+    st->st_nlink = 1;
+    switch (node->type) {
+    case SIM_NODE_DIR:
+        st->st_mode = S_IFDIR | node->mode;
+        st->st_nlink = 2;
+        break;
+    case SIM_NODE_LINK:
+        st->st_mode = S_IFLNK | 0777;
+        st->st_size = strlen(node->target);
+        break;
+    case SIM_NODE_FILE:
+        st->st_mode = S_IFREG | node->mode;
+        /* sysfs says 4096; the .sim files and device nodes say 0 so that
+         * readers read until EOF. */
+        if (node->kind < SIM_FILE_CTL)
+            st->st_size = SIM_ATTR_SIZE;
+        break;
+    }
+    return 0;
+}
+
+
+static int
+simFsReadlink(const char *path, char *buf, size_t size)
+{
+    g_autoptr(simTree) tree = simFsTree(simFsGet());
+    simNode *node = simTreeLookup(tree, path);
+
+    if (!node)
+        return -ENOENT;
+    if (node->type != SIM_NODE_LINK)
+        return -EINVAL;
+    if (size == 0)
+        return -EINVAL;
+    g_strlcpy(buf, node->target, size);
+    return 0;
+}
+
+
+static int
+simFsReaddir(const char *path, void *buf, fuse_fill_dir_t filler, off_t offset,
+             struct fuse_file_info *fi, enum fuse_readdir_flags flags)
+{
+    g_autoptr(simTree) tree = simFsTree(simFsGet());
+    simNode *node = simTreeLookup(tree, path);
+    guint i;
+
+    if (!node)
+        return -ENOENT;
+    if (node->type != SIM_NODE_DIR)
+        return -ENOTDIR;
+    filler(buf, ".", NULL, 0, 0);
+    filler(buf, "..", NULL, 0, 0);
+    for (i = 0; i < node->children->len; i++)
+        filler(buf, g_ptr_array_index(node->children, i), NULL, 0, 0);
+    return 0;
+}
+
+
+/* The kernel refuses opens a sysfs attribute cannot serve (kernfs). */
+static int
+simFsCheckAccess(const simNode *node, int flags)
+{
+    int mode = flags & O_ACCMODE;
+
+    if (mode != O_WRONLY && !(node->mode & 0444))
+        return -EACCES;
+    if (mode != O_RDONLY && !(node->mode & 0222))
+        return -EACCES;
+    return 0;
+}
+
+
+static int
+simFsOpenDevNode(simFs *fs, const simHandle *handle)
+{
+    pid_t pid = simFsCallerPid();
+
+    if (handle->kind == SIM_FILE_GROUP)
+        return simModelOpenGroup(fs->model, handle->group, pid);
+    if (handle->kind == SIM_FILE_CDEV)
+        return simModelOpenCdev(fs->model, handle->dev, pid);
+    return 0;
+}
+
+
+static int
+simFsOpen(const char *path, struct fuse_file_info *fi)
+{
+    simFs *fs = simFsGet();
+    g_autoptr(simTree) tree = simFsTree(fs);
+    simNode *node = simTreeLookup(tree, path);
+    simHandle *handle;
+    int ret;
+
+    if (!node)
+        return -ENOENT;
+    if (node->type == SIM_NODE_DIR)
+        return -EISDIR;
+    if ((ret = simFsCheckAccess(node, fi->flags)) < 0)
+        return ret;
+
+    handle = g_new0(simHandle, 1);
+    handle->kind = node->kind;
+    handle->dev = node->dev;
+    handle->driver = node->driver;
+    handle->group = node->group;
+    if ((ret = simFsOpenDevNode(fs, handle)) < 0) {
+        g_free(handle);
+        return ret;
+    }
+
+    g_mutex_lock(&fs->lock);
+    g_hash_table_add(fs->handles, handle);
+    g_mutex_unlock(&fs->lock);
+    fi->fh = (uintptr_t) handle;
+    fi->direct_io = 1;
+    fi->keep_cache = 0;
+    return 0;
+}
+
+
+static int
+simFsRead(const char *path, char *buf, size_t size, off_t offset,
+          struct fuse_file_info *fi)
+{
+    simFs *fs = simFsGet();
+    simHandle *handle = (simHandle *) (uintptr_t) fi->fh;
+    size_t length;
+
+    if (simFileIsDevNode(handle->kind))
+        return -EINVAL;
+    /* Like sysfs: reading from the start shows the current value. */
+    if (offset == 0 || !handle->content) {
+        g_free(handle->content);
+        handle->content = simFsContent(fs, handle);
+    }
+    length = strlen(handle->content);
+    if ((size_t) offset >= length)
+        return 0;
+    size = MIN(size, length - offset);
+    memcpy(buf, handle->content + offset, size);
+    return size;
+}
+
+
+static int
+simFsControl(simFs *fs, const char *buf, size_t size)
+{
+    g_autoptr(GError) error = NULL;
+
+    if (!simModelControl(fs->model, buf, size, &error)) {
+        g_printerr("hostdev-simhost: .sim/ctl: %s\n", error->message);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+
+static int
+simFsWrite(const char *path, const char *buf, size_t size, off_t offset,
+           struct fuse_file_info *fi)
+{
+    simFs *fs = simFsGet();
+    simHandle *handle = (simHandle *) (uintptr_t) fi->fh;
+    pid_t pid = simFsCallerPid();
+    int ret;
+
+    switch (handle->kind) {
+    case SIM_FILE_DRIVER_OVERRIDE:
+        ret = simModelSetOverride(fs->model, handle->dev, buf, size, pid);
+        break;
+    case SIM_FILE_BIND:
+        ret = simModelBind(fs->model, handle->driver, buf, size, pid);
+        break;
+    case SIM_FILE_UNBIND:
+        ret = simModelUnbind(fs->model, handle->driver, buf, size, pid);
+        break;
+    case SIM_FILE_DRIVERS_PROBE:
+        ret = simModelProbe(fs->model, buf, size, pid);
+        break;
+    case SIM_FILE_RESET:
+        ret = simModelReset(fs->model, handle->dev, buf, size, pid);
+        break;
+    case SIM_FILE_CTL:
+        ret = simFsControl(fs, buf, size);
+        break;
+    default:
+        ret = -EINVAL;
+        break;
+    }
+    return ret < 0 ? ret : (int) size;
+}
+
+
+static void
+simHandleFree(simHandle *handle)
+{
+    g_free(handle->content);
+    g_free(handle);
+}
+
+
+static int
+simFsRelease(const char *path, struct fuse_file_info *fi)
+{
+    simFs *fs = simFsGet();
+    simHandle *handle = (simHandle *) (uintptr_t) fi->fh;
+
+    /* The real kernel releases after the close too: the last fput. */
+    if (handle->kind == SIM_FILE_GROUP)
+        simModelCloseGroup(fs->model, handle->group);
+    else if (handle->kind == SIM_FILE_CDEV)
+        simModelCloseCdev(fs->model, handle->dev);
+
+    g_mutex_lock(&fs->lock);
+    g_hash_table_remove(fs->handles, handle);   /* frees it */
+    g_mutex_unlock(&fs->lock);
+    return 0;
+}
+
+
+/* O_TRUNC on an attribute, as in "echo 1 > reset": nothing to do. */
+static int
+simFsTruncate(const char *path, off_t size, struct fuse_file_info *fi)
+{
+    g_autoptr(simTree) tree = simFsTree(simFsGet());
+    simNode *node = simTreeLookup(tree, path);
+
+    if (!node)
+        return -ENOENT;
+    if (node->type != SIM_NODE_FILE)
+        return -EISDIR;
+    return 0;
+}
+
+
+static void
+simFsReady(simFs *fs)
+{
+    static const char ready[] = "ready\n";
+
+    if (fs->ready_fd < 0)
+        return;
+    if (write(fs->ready_fd, ready, strlen(ready)) != (ssize_t) strlen(ready))
+        g_printerr("hostdev-simhost: cannot write to --ready-fd %d: %s\n",
+                   fs->ready_fd, g_strerror(errno));
+    close(fs->ready_fd);
+    fs->ready_fd = -1;
+}
+
+
+static void *
+simFsInit(struct fuse_conn_info *conn, struct fuse_config *cfg)
+{
+    simFs *fs = simFsGet();
+
+    /* Every read and lookup must reach us: the tree and the contents
+     * change behind the kernel's back. */
+    cfg->entry_timeout = 0;
+    cfg->attr_timeout = 0;
+    cfg->negative_timeout = 0;
+    cfg->direct_io = 1;
+    cfg->kernel_cache = 0;
+    cfg->auto_cache = 0;
+    /* Paths even for open files (fstat): nothing open ever vanishes. */
+    cfg->nullpath_ok = 0;
+    cfg->hard_remove = 1;
+    conn->want &= ~FUSE_CAP_READDIRPLUS;
+
+    /* INIT is answered once we return: the mount is usable now. */
+    simFsReady(fs);
+    return fs;
+}
+
+
+static const struct fuse_operations simFsOps = {
+    .init = simFsInit,
+    .getattr = simFsGetattr,
+    .readlink = simFsReadlink,
+    .readdir = simFsReaddir,
+    .open = simFsOpen,
+    .read = simFsRead,
+    .write = simFsWrite,
+    .release = simFsRelease,
+    .truncate = simFsTruncate,
+};
+
+
+const struct fuse_operations *
+simFsOperations(void)
+{
+    return &simFsOps;
+}
+
+
+simFs *
+simFsNew(simModel *model, int ready_fd)
+{
+    simFs *fs = g_new0(simFs, 1);
+
+    fs->model = model;
+    fs->ready_fd = ready_fd;
+    clock_gettime(CLOCK_REALTIME, &fs->start);
+    g_mutex_init(&fs->lock);
+    fs->handles = g_hash_table_new_full(NULL, NULL, (GDestroyNotify) simHandleFree, NULL);
+    return fs;
+}
+
+
+void
+simFsFree(simFs *fs)
+{
+    if (!fs)
+        return;
+    g_hash_table_unref(fs->handles);
+    g_mutex_clear(&fs->lock);
+    simTreeUnref(fs->tree);
+    if (fs->ready_fd >= 0)
+        close(fs->ready_fd);
+    g_free(fs);
+}

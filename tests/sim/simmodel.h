@@ -1,0 +1,141 @@
+/*
+ * simmodel.h: the kernel behind the simulated host
+ *
+ * The model knows devices, drivers, IOMMU groups, the holders of
+ * /dev/vfio nodes, releases, costs, faults, violations and the event log.
+ * It knows nothing about FUSE: simfs.c turns paths into calls of the
+ * functions below.  docs/simhost.rst describes the semantics.
+ *
+ * Naming: a simDevice and a simGroup belong to the model and live as long
+ * as it does, so pointers to them stay valid across lock drops; fields are
+ * read only with the model lock held (simModelLock()).
+ *
+ * Functions that act like a kernel entry point return 0 or a negative
+ * errno value.  They may block (costs, hangs, blocked unbinds) with the
+ * model lock dropped; simModelShutdown() wakes them all and they fail with
+ * -ENODEV.
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#pragma once
+
+#include <sys/types.h>
+
+#include <glib.h>
+
+G_BEGIN_DECLS
+
+#define SIM_DRIVER_VFIO "vfio-pci"
+
+typedef enum {
+    SIM_FAULT_OK = 0,
+    SIM_FAULT_FAIL,
+    SIM_FAULT_HANG,
+} simFault;
+
+typedef struct _simDevice simDevice;
+typedef struct _simGroup simGroup;
+typedef struct _simModel simModel;
+
+struct _simDevice {
+    /* From the topology; never change. */
+    char *address;
+    guint vendor;
+    guint device;
+    guint pci_class;
+    char *native_driver;        /* NULL: no driver matches (bridges) */
+    char *reset_method;         /* NULL: the device has no reset file */
+    int group_number;
+    simGroup *group;
+    simDevice *parent;
+    simDevice *physfn;
+    GPtrArray *virtfns;         /* simDevice *, borrowed, in topology order */
+    char *sysfs_path;           /* "sys/devices/pci0000:00/.../<address>" */
+
+    /* Run-time state. */
+    char *driver;               /* bound driver, NULL if none */
+    char *driver_override;      /* NULL when empty */
+    int vfio_cdev;              /* X of vfio-dev/vfioX, -1 unless on vfio-pci */
+    gboolean in_use;            /* held by a group fd or its cdev */
+    gboolean releasing;         /* release after the last close pending */
+    gboolean cdev_open;
+    pid_t cdev_holder;
+    gboolean locked;            /* the kernel's device_lock */
+    gboolean probing_host;      /* a host driver is being probed */
+
+    /* Costs (ms) and faults, changeable through .sim/ctl. */
+    guint reset_ms;
+    guint probe_ms;
+    guint release_ms;
+    simFault probe_fault;
+    simFault reset_fault;
+    gboolean release_hang;
+};
+
+struct _simGroup {
+    int number;
+    GPtrArray *members;         /* simDevice *, borrowed, by address */
+    gboolean open;              /* /dev/vfio/N is open */
+    pid_t holder;               /* who opened it */
+    guint releasing;            /* release threads still running */
+};
+
+simModel *simModelNewFromFile(const char *path, GError **error);
+simModel *simModelNewFromData(const char *data, gssize length, GError **error);
+void simModelFree(simModel *model);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(simModel, simModelFree)
+
+/* The view (simfs.c) reads devices and groups under this lock. */
+void simModelLock(simModel *model);
+void simModelUnlock(simModel *model);
+
+/* Everything below the lock: lookups and derived state. */
+GPtrArray *simModelDevices(simModel *model);   /* simDevice *, by address */
+GPtrArray *simModelGroups(simModel *model);    /* simGroup *, by number */
+GPtrArray *simModelDrivers(simModel *model);   /* char *, sorted */
+simDevice *simModelFindDevice(simModel *model, const char *address);
+simGroup *simModelFindGroup(simModel *model, int number);
+simDevice *simModelFindCdev(simModel *model, int cdev);
+gboolean simGroupHasDevNode(const simGroup *group);
+gboolean simGroupOwned(const simGroup *group);
+gboolean simGroupViable(const simGroup *group);
+/* Changes whenever files appear or vanish (bind, unbind). */
+guint64 simModelTreeGeneration(simModel *model);
+
+/* The kernel entry points.  @buf is what the writer wrote (not NUL
+ * terminated); @pid the writer's process. */
+int simModelSetOverride(simModel *model, simDevice *dev,
+                        const char *buf, gsize len, pid_t pid);
+int simModelBind(simModel *model, const char *driver,
+                 const char *buf, gsize len, pid_t pid);
+int simModelUnbind(simModel *model, const char *driver,
+                   const char *buf, gsize len, pid_t pid);
+int simModelProbe(simModel *model, const char *buf, gsize len, pid_t pid);
+int simModelReset(simModel *model, simDevice *dev,
+                  const char *buf, gsize len, pid_t pid);
+int simModelOpenGroup(simModel *model, int number, pid_t pid);
+void simModelCloseGroup(simModel *model, int number);
+int simModelOpenCdev(simModel *model, simDevice *dev, pid_t pid);
+void simModelCloseCdev(simModel *model, simDevice *dev);
+
+/* .sim/ctl: one command; FALSE (and -EINVAL for the writer) if it is
+ * unknown or malformed, and then nothing changed. */
+gboolean simModelControl(simModel *model, const char *buf, gsize len,
+                         GError **error);
+
+/* .sim/state and .sim/events. */
+char *simModelStateJson(simModel *model);
+char *simModelEventsText(simModel *model);
+
+/* Wake every blocked entry point (they fail with -ENODEV) and wait, with a
+ * bound, for the release threads to finish. */
+void simModelShutdown(simModel *model);
+
+/* Topology loading (simtopology.c), used by simModelNew*(). */
+gboolean simTopologyLoad(simModel *model, const char *data, gssize length,
+                         GError **error);
+simModel *simModelNewEmpty(void);
+void simModelAddDevice(simModel *model, simDevice *dev);
+void simModelFinishTopology(simModel *model);
+
+G_END_DECLS
