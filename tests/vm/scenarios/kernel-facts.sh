@@ -226,6 +226,36 @@ out=$(hold --no-container --exit --group "$g_mf" | grep status || true)
 vm_fact "group with mf1 back on e1000e" "$out"
 vm_bind_native "$VM_MF0" >/dev/null
 
+echo "--- an open group fd without a container does not own the group"
+vm_expect "mf0 to vfio" ok "$(vm_bind_vfio "$VM_MF0" && echo ok)"
+vm_expect "mf1 to vfio" ok "$(vm_bind_vfio "$VM_MF1" && echo ok)"
+vm_holder_start h5 --no-container --group "$g_mf" || { cat "$h5_out"; exit 1; }
+vm_expect "unbind mf1" ok "$(vm_try "$VM_MF1" "$sys/drivers/vfio-pci/unbind")"
+vm_expect "clear override" ok "$(vm_try $'\n' "$sys/devices/$VM_MF1/driver_override")"
+r=$(vm_try "$VM_MF1" "$sys/drivers_probe")
+vm_fact "host driver for a sibling, group open without container" "write=$r driver=$(drv "$VM_MF1")"
+vm_expect "no container, no DMA ownership: the host driver binds" "ok e1000e" "$r $(drv "$VM_MF1")"
+vm_holder_stop h5
+vm_bind_native "$VM_MF0" >/dev/null
+
+echo "--- release after the holder is killed"
+vm_expect "nic1 to vfio" ok "$(vm_bind_vfio "$VM_NIC1" && echo ok)"
+vm_holder_start h6 "$VM_NIC1" || { cat "$h6_out"; exit 1; }
+t0=$(vm_now_ms)
+kill -KILL "$h6_pid"
+wait "$h6_pid" 2>/dev/null || true
+t1=$(vm_now_ms)
+r=no
+for ((tries = 1; tries <= 100; tries++)); do
+    if [ "$(hold --exit "$VM_NIC1" | tail -n1)" = released ]; then r=yes; break; fi
+    sleep 0.05
+done
+t2=$(vm_now_ms)
+vm_fact "SIGKILL of a holder: dead after (ms)" "$((t1 - t0))"
+vm_fact "group and device usable again after (ms)" "$((t2 - t1)) (attempt $tries)"
+vm_expect "group usable again after SIGKILL" yes "$r"
+vm_bind_native "$VM_NIC1" >/dev/null
+
 echo "--- bridge group"
 vm_expect "br0 to vfio" ok "$(vm_bind_vfio "$VM_BR0" && echo ok)"
 vm_expect "br1 to vfio" ok "$(vm_bind_vfio "$VM_BR1" && echo ok)"
@@ -235,6 +265,5 @@ vm_expect "bridge group is viable with a driverless bridge" ready \
     "$(echo "$out" | tr ';' '\n' | grep -x ready || echo no)"
 vm_bind_native "$VM_BR0" >/dev/null
 vm_bind_native "$VM_BR1" >/dev/null
-vm_bind_native "$VM_NIC1" >/dev/null
 
 vm_done
