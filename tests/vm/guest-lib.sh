@@ -11,6 +11,7 @@
 
 VM_SYS=/sys/bus/pci
 VM_HOLDER=${HD_VM_HOLDER:-$HD_BUILDDIR/tests/vm/vfio-holder}
+VM_QMP=$HD_SRCDIR/tests/vm/qmp.py
 VM_FACTS=${HD_VM_RESULTS:-/tmp}/facts.txt
 vm_failures=0
 
@@ -170,6 +171,57 @@ vm_holder_stop() {
     pid=${!pid}
     kill -TERM "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
+}
+
+# A nested QEMU (TCG, paused, no devices but four empty root ports rp0-rp3)
+# to be the guest: vm_qemu_start VAR [QEMU_ARGS...] sets VAR_pid and
+# VAR_qmp (its QMP socket) once QMP answers; vm_qmp VAR COMMAND [JSON]
+# [--wait-event NAME] runs a command (tests/vm/qmp.py); vm_qemu_stop VAR
+# quits it (SIGKILL after 10 s).
+vm_qemu_start() {
+    local var=$1 sock pid i
+    shift
+    sock=/tmp/$var.qmp
+    rm -f "$sock"
+    qemu-system-x86_64 -accel tcg -machine q35 -m 128 -S -nodefaults -display none \
+        -global ICH9-LPC.acpi-pci-hotplug-with-bridge-support=off \
+        -device pcie-root-port,id=rp0,chassis=1 -device pcie-root-port,id=rp1,chassis=2 \
+        -device pcie-root-port,id=rp2,chassis=3 -device pcie-root-port,id=rp3,chassis=4 \
+        -qmp "unix:$sock,server=on,wait=off" "$@" </dev/null >"/tmp/$var.log" 2>&1 &
+    pid=$!
+    printf -v "${var}_pid" %s "$pid"
+    printf -v "${var}_qmp" %s "$sock"
+    for ((i = 0; i < 600; i++)); do
+        [ -S "$sock" ] && python3 "$VM_QMP" "$sock" query-status >/dev/null 2>&1 && return 0
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    cat "/tmp/$var.log" >&2
+    return 1
+}
+
+vm_qmp() {
+    local sock=${1}_qmp
+    shift
+    python3 "$VM_QMP" "${!sock}" "$@"
+}
+
+vm_qemu_stop() {
+    local pid=${1}_pid i
+    pid=${!pid}
+    vm_qmp "$1" quit >/dev/null 2>&1 || kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 100; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
+# The targets of a process's fds, one a line (/dev/vfio/N, anon_inode:...).
+vm_fds() {
+    local f
+    for f in /proc/"$1"/fd/*; do readlink "$f" 2>/dev/null || true; done
 }
 
 # Record a measured fact: vm_fact KEY VALUE...  (facts.txt in the results)
