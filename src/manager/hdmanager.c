@@ -147,37 +147,50 @@ hdManagerGroupActiveRecord(hdManager *mgr, unsigned int group)
 }
 
 
-/* Step of a give-back: put one device back on its original driver,
- * restoring its original driver_override.  Idempotent: a device already on
- * its original driver is left alone, so a give-back interrupted by a crash
- * can simply be run again. */
+/* First half of returning a device: restore its original driver_override
+ * and take it off vfio-pci.  The unbind blocks until the kernel has
+ * released the device.  Idempotent, so an interrupted give-back can run
+ * again. */
 static gboolean
-hdManagerReturnDevice(hdManager *mgr, const hdDeviceRecord *rec, GError **error)
+hdManagerUnbindForReturn(hdManager *mgr, const hdDeviceRecord *rec, GError **error)
 {
     g_autofree char *driver = NULL;
-    g_autofree char *now = NULL;
+
+    if (!hdPCIDeviceGetDriver(mgr->host, &rec->addr, &driver, error) ||
+        !hdPCIDeviceSetDriverOverride(mgr->host, &rec->addr, rec->original_override, error))
+        return FALSE;
+    if (g_strcmp0(driver, rec->original_driver) == 0)
+        return TRUE;
+    if (!hdPCIDeviceUnbind(mgr->host, &rec->addr, error))
+        return FALSE;
+    hdCrashPoint("return-unbound");
+    return TRUE;
+}
+
+
+/* Second half: probe the original driver.  Only once every member of the
+ * group has left vfio-pci: until the kernel has released the whole group, it
+ * refuses host drivers (and kernels before 5.19 crashed). */
+static gboolean
+hdManagerProbeForReturn(hdManager *mgr, const hdDeviceRecord *rec, GError **error)
+{
+    g_autofree char *driver = NULL;
     char addr[HD_PCI_ADDRESS_STRLEN];
 
     if (!hdPCIDeviceGetDriver(mgr->host, &rec->addr, &driver, error))
         return FALSE;
-    if (g_strcmp0(driver, rec->original_driver) == 0)
-        return hdPCIDeviceSetDriverOverride(mgr->host, &rec->addr, rec->original_override,
-                                            error);
-
-    if (!hdPCIDeviceSetDriverOverride(mgr->host, &rec->addr, rec->original_override, error) ||
-        !hdPCIDeviceUnbind(mgr->host, &rec->addr, error))
-        return FALSE;
-    hdCrashPoint("return-unbound");
     /* A device that had no driver is left without one. */
-    if (!rec->original_driver)
+    if (g_strcmp0(driver, rec->original_driver) == 0 || !rec->original_driver)
         return TRUE;
-    if (!hdPCIDeviceProbe(mgr->host, &rec->addr, error) ||
-        !hdPCIDeviceGetDriver(mgr->host, &rec->addr, &now, error))
+    if (!driver && !hdPCIDeviceProbe(mgr->host, &rec->addr, error))
         return FALSE;
-    if (g_strcmp0(now, rec->original_driver) != 0) {
+    g_clear_pointer(&driver, g_free);
+    if (!hdPCIDeviceGetDriver(mgr->host, &rec->addr, &driver, error))
+        return FALSE;
+    if (g_strcmp0(driver, rec->original_driver) != 0) {
         hdErrorSet(error, HD_ERROR_OPERATION_FAILED,
                    _("device %1$s came back on driver '%2$s' instead of its original '%3$s'"),
-                   hdAddr(&rec->addr, addr), now ? now : "none", rec->original_driver);
+                   hdAddr(&rec->addr, addr), driver ? driver : "none", rec->original_driver);
         return FALSE;
     }
     return TRUE;
@@ -261,13 +274,24 @@ hdManagerGiveBackGroupLocked(hdManager *mgr, unsigned int group, gboolean *given
 
     hdManagerResetForGiveBack(mgr, addrs);
 
-    /* Step 2: each member back to its driver, its record dropped once done.
-     * A failing member stays on the inactive list; the others still go. */
+    /* Step 2: every member off vfio-pci; step 3: each back on its original
+     * driver, its record dropped once done.  A failing member stays on the
+     * inactive list; the others still go, but no host driver is probed
+     * while a member could not leave vfio-pci (it may still be held). */
     for (i = 0; i < addrs->len; i++) {
         const hdPCIAddress *addr = &g_array_index(addrs, hdPCIAddress, i);
         g_autoptr(GError) local = NULL;
 
-        if (!hdManagerReturnDevice(mgr, hdRecordFind(mgr->records, addr, NULL), &local)) {
+        if (!hdManagerUnbindForReturn(mgr, hdRecordFind(mgr->records, addr, NULL), &local)) {
+            g_propagate_error(error, g_steal_pointer(&local));
+            return FALSE;
+        }
+    }
+    for (i = 0; i < addrs->len; i++) {
+        const hdPCIAddress *addr = &g_array_index(addrs, hdPCIAddress, i);
+        g_autoptr(GError) local = NULL;
+
+        if (!hdManagerProbeForReturn(mgr, hdRecordFind(mgr->records, addr, NULL), &local)) {
             if (ret)
                 g_propagate_error(error, g_steal_pointer(&local));
             ret = FALSE;
@@ -944,7 +968,7 @@ hdManagerNodeReattach(hdManager *mgr, const hdPCIAddress *addr, GError **error)
         ret = hdPCIDeviceReprobe(mgr->host, addr, NULL, error);
         goto cleanup;
     }
-    if (hdManagerReturnDevice(mgr, rec, error))
+    if (hdManagerUnbindForReturn(mgr, rec, error) && hdManagerProbeForReturn(mgr, rec, error))
         ret = hdManagerForget(mgr, addr, error);
 
  cleanup:

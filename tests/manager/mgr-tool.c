@@ -3,10 +3,13 @@
  * kill it at a crash point and start it again.
  *
  *   mgr-tool ROOT STATE_DIR prepare DOMAIN FILE.xml [whole-group]
+ *   mgr-tool ROOT STATE_DIR release DOMAIN ADDR...
  *   mgr-tool ROOT STATE_DIR release-domain DOMAIN
+ *   mgr-tool ROOT STATE_DIR give-back      (every pending group that is free)
  *   mgr-tool ROOT STATE_DIR reconcile
  *
- * Prints the tracked devices after the operation, one per line.
+ * Prints the tracked devices after the operation, one per line:
+ * "ADDRESS STATE DOMAIN GROUP"; give-back first prints "given back: N".
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
@@ -29,8 +32,27 @@ toolRun(hdManager *mgr, int argc, char **argv, GError **error)
             flags |= HD_PREPARE_WHOLE_GROUP;
         return def && hdManagerPrepare(mgr, argv[4], def->hostdevs, flags, error);
     }
+    if (strcmp(verb, "release") == 0 && argc >= 6) {
+        g_autoptr(GArray) addrs = g_array_new(FALSE, FALSE, sizeof(hdPCIAddress));
+        int i;
+
+        for (i = 5; i < argc; i++) {
+            hdPCIAddress addr;
+
+            if (!hdPCIAddressParse(argv[i], &addr, error))
+                return FALSE;
+            g_array_append_val(addrs, addr);
+        }
+        return hdManagerRelease(mgr, argv[4], addrs, error);
+    }
     if (strcmp(verb, "release-domain") == 0 && argc == 5)
         return hdManagerReleaseDomain(mgr, argv[4], error);
+    if (strcmp(verb, "give-back") == 0 && argc == 4) {
+        guint count = hdManagerGiveBackPending(mgr, error);
+
+        g_print("given back: %u\n", count);
+        return !*error;
+    }
     if (strcmp(verb, "reconcile") == 0 && argc == 4)
         return TRUE;
     hdErrorSet(error, HD_ERROR_INVALID_ARG, "usage: mgr-tool ROOT STATE_DIR VERB ARGS...");
@@ -61,8 +83,9 @@ main(int argc, char **argv)
         hdDeviceInfo *info = g_ptr_array_index(tracked, i);
         char addr[HD_PCI_ADDRESS_STRLEN];
 
-        g_print("%s %s %s\n", hdPCIAddressFormat(&info->addr, addr),
-                hdDeviceStateToString(info->state), info->domain ? info->domain : "-");
+        g_print("%s %s %s %u\n", hdPCIAddressFormat(&info->addr, addr),
+                hdDeviceStateToString(info->state), info->domain ? info->domain : "-",
+                info->group);
     }
     return 0;
 }
