@@ -535,7 +535,8 @@ hdPCIDeviceCheckDriver(hdHost *host, const hdPCIAddress *addr, const char *wante
                    name, actual, wanted);
     } else {
         hdErrorSet(error, HD_ERROR_OPERATION_FAILED,
-                   _("PCI device %1$s has no driver after binding it to '%2$s'"),
+                   _("PCI device %1$s has no driver after binding it to '%2$s' "
+                     "(the driver's probe failed)"),
                    name, wanted);
     }
     return FALSE;
