@@ -63,6 +63,33 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(hdDeviceInfo, hdDeviceInfoFree)
 typedef gboolean (*hdGroupFreeFunc)(hdHost *host, unsigned int group, gboolean *free_,
                                     gpointer opaque, GError **error);
 
+/* Events tell the layers above (security cleanup, the daemon) what changed.
+ * They are delivered after the operation that caused them, outside the
+ * manager's lock (a handler may call the manager), in order, from the thread
+ * that ran the operation. */
+typedef enum {
+    HD_EVENT_DEVICE_ASSIGNED,     /* a prepare committed: addr is active in domain */
+    HD_EVENT_DEVICE_RELEASED,     /* addr left domain (its group may still be held) */
+    HD_EVENT_GROUP_GIVEN_BACK,    /* addr (each member given back) is on its original driver */
+    HD_EVENT_GIVE_BACK_FAILED,    /* group stays on the inactive list: message says why */
+} hdEventType;
+
+const char *hdEventTypeToString(hdEventType type);
+
+typedef struct {
+    hdEventType type;
+    const char *domain;           /* DEVICE_* events */
+    hdPCIAddress addr;            /* not for GIVE_BACK_FAILED */
+    unsigned int group;
+    const char *message;          /* GIVE_BACK_FAILED */
+} hdEvent;
+
+typedef void (*hdEventFunc)(hdManager *mgr, const hdEvent *event, gpointer opaque);
+
+/* Returns an id for hdManagerRemoveEventHandler. */
+guint hdManagerAddEventHandler(hdManager *mgr, hdEventFunc func, gpointer opaque);
+void hdManagerRemoveEventHandler(hdManager *mgr, guint id);
+
 /* Open the manager on @host with its durable state in @state_dir (created if
  * missing, locked against other processes), and reconcile that state with
  * what sysfs shows: interrupted prepares are rolled back, interrupted

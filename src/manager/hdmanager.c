@@ -17,6 +17,20 @@
 #include "hdstate.h"
 #include "hostdev/manager.h"
 
+typedef struct {
+    hdEventType type;
+    char *domain;
+    hdPCIAddress addr;
+    unsigned int group;
+    char *message;
+} hdQueuedEvent;
+
+typedef struct {
+    guint id;
+    hdEventFunc func;
+    gpointer opaque;
+} hdEventHandler;
+
 struct _hdManager {
     hdHost *host;
     char *state_dir;
@@ -25,7 +39,11 @@ struct _hdManager {
     GPtrArray *records;          /* hdDeviceRecord *, the committed state */
     hdGroupFreeFunc group_free;
     gpointer group_free_opaque;
-    GMutex lock;
+    GMutex lock;                 /* everything above and below */
+    GArray *events;              /* hdQueuedEvent, not delivered yet */
+    GArray *handlers;            /* hdEventHandler */
+    guint next_handler_id;
+    GRecMutex dispatch_lock;     /* keeps deliveries in order */
 };
 
 typedef struct {
@@ -61,6 +79,120 @@ hdDeviceInfoFree(hdDeviceInfo *info)
     g_free(info->original_driver);
     g_free(info->driver);
     g_free(info);
+}
+
+
+const char *
+hdEventTypeToString(hdEventType type)
+{
+    switch (type) {
+    case HD_EVENT_DEVICE_ASSIGNED:
+        return "device-assigned";
+    case HD_EVENT_DEVICE_RELEASED:
+        return "device-released";
+    case HD_EVENT_GROUP_GIVEN_BACK:
+        return "group-given-back";
+    case HD_EVENT_GIVE_BACK_FAILED:
+        return "give-back-failed";
+    }
+    return "unknown";
+}
+
+
+static void
+hdQueuedEventClear(hdQueuedEvent *event)
+{
+    g_clear_pointer(&event->domain, g_free);
+    g_clear_pointer(&event->message, g_free);
+}
+
+
+/* Queue an event; the caller holds mgr->lock.  @addr may be NULL. */
+static void
+hdManagerQueueEvent(hdManager *mgr, hdEventType type, const char *domain,
+                    const hdPCIAddress *addr, unsigned int group, const char *message)
+{
+    hdQueuedEvent event = {
+        .type = type,
+        .domain = g_strdup(domain),
+        .group = group,
+        .message = g_strdup(message),
+    };
+
+    if (addr)
+        event.addr = *addr;
+    g_array_append_val(mgr->events, event);
+}
+
+
+/* Deliver the queued events; the caller does not hold mgr->lock.  Events
+ * wait in the queue until a handler is there to take them. */
+static void
+hdManagerFlushEvents(hdManager *mgr)
+{
+    g_autoptr(GArray) events = NULL;
+    g_autoptr(GArray) handlers = NULL;
+    guint i;
+    guint j;
+
+    g_rec_mutex_lock(&mgr->dispatch_lock);
+    g_mutex_lock(&mgr->lock);
+    if (mgr->handlers->len > 0 && mgr->events->len > 0) {
+        events = g_steal_pointer(&mgr->events);
+        mgr->events = g_array_new(FALSE, TRUE, sizeof(hdQueuedEvent));
+        g_array_set_clear_func(mgr->events, (GDestroyNotify)hdQueuedEventClear);
+        handlers = g_array_copy(mgr->handlers);
+    }
+    g_mutex_unlock(&mgr->lock);
+
+    for (i = 0; events && i < events->len; i++) {
+        const hdQueuedEvent *queued = &g_array_index(events, hdQueuedEvent, i);
+        hdEvent event = {
+            .type = queued->type,
+            .domain = queued->domain,
+            .addr = queued->addr,
+            .group = queued->group,
+            .message = queued->message,
+        };
+
+        for (j = 0; j < handlers->len; j++) {
+            hdEventHandler *handler = &g_array_index(handlers, hdEventHandler, j);
+            handler->func(mgr, &event, handler->opaque);
+        }
+    }
+    g_rec_mutex_unlock(&mgr->dispatch_lock);
+}
+
+
+guint
+hdManagerAddEventHandler(hdManager *mgr, hdEventFunc func, gpointer opaque)
+{
+    hdEventHandler handler = { .func = func, .opaque = opaque };
+
+    g_mutex_lock(&mgr->lock);
+    handler.id = ++mgr->next_handler_id;
+    g_array_append_val(mgr->handlers, handler);
+    g_mutex_unlock(&mgr->lock);
+    hdManagerFlushEvents(mgr);
+    return handler.id;
+}
+
+
+void
+hdManagerRemoveEventHandler(hdManager *mgr, guint id)
+{
+    guint i;
+
+    g_rec_mutex_lock(&mgr->dispatch_lock);
+    g_mutex_lock(&mgr->lock);
+    for (i = 0; i < mgr->handlers->len; i++) {
+        if (g_array_index(mgr->handlers, hdEventHandler, i).id == id) {
+            g_array_remove_index(mgr->handlers, i);
+            break;
+        }
+    }
+    g_mutex_unlock(&mgr->lock);
+    g_rec_mutex_unlock(&mgr->dispatch_lock);
 }
 
 
@@ -283,6 +415,8 @@ hdManagerGiveBackGroupLocked(hdManager *mgr, unsigned int group, gboolean *given
         g_autoptr(GError) local = NULL;
 
         if (!hdManagerUnbindForReturn(mgr, hdRecordFind(mgr->records, addr, NULL), &local)) {
+            hdManagerQueueEvent(mgr, HD_EVENT_GIVE_BACK_FAILED, NULL, NULL, group,
+                                local->message);
             g_propagate_error(error, g_steal_pointer(&local));
             return FALSE;
         }
@@ -292,6 +426,8 @@ hdManagerGiveBackGroupLocked(hdManager *mgr, unsigned int group, gboolean *given
         g_autoptr(GError) local = NULL;
 
         if (!hdManagerProbeForReturn(mgr, hdRecordFind(mgr->records, addr, NULL), &local)) {
+            hdManagerQueueEvent(mgr, HD_EVENT_GIVE_BACK_FAILED, NULL, NULL, group,
+                                local->message);
             if (ret)
                 g_propagate_error(error, g_steal_pointer(&local));
             ret = FALSE;
@@ -299,10 +435,13 @@ hdManagerGiveBackGroupLocked(hdManager *mgr, unsigned int group, gboolean *given
         }
         hdCrashPoint("give-back-returned");
         if (!hdManagerForget(mgr, addr, &local)) {
+            hdManagerQueueEvent(mgr, HD_EVENT_GIVE_BACK_FAILED, NULL, NULL, group,
+                                local->message);
             if (ret)
                 g_propagate_error(error, g_steal_pointer(&local));
             return FALSE;
         }
+        hdManagerQueueEvent(mgr, HD_EVENT_GROUP_GIVEN_BACK, NULL, addr, group, NULL);
     }
     *given_back = ret;
     return ret;
@@ -318,6 +457,7 @@ hdManagerGiveBackGroup(hdManager *mgr, unsigned int group, gboolean *given_back,
     g_mutex_lock(&mgr->lock);
     ret = hdManagerGiveBackGroupLocked(mgr, group, given_back, error);
     g_mutex_unlock(&mgr->lock);
+    hdManagerFlushEvents(mgr);
     return ret;
 }
 
@@ -388,6 +528,7 @@ hdManagerGiveBackPending(hdManager *mgr, GError **error)
     g_mutex_lock(&mgr->lock);
     count = hdManagerGiveBackPendingLocked(mgr, error);
     g_mutex_unlock(&mgr->lock);
+    hdManagerFlushEvents(mgr);
     return count;
 }
 
@@ -676,6 +817,7 @@ hdManagerPrepareItems(hdManager *mgr, const char *domain, GArray *items, gboolea
 {
     g_autoptr(GPtrArray) next = hdManagerPrepareRecords(mgr, domain, items, stay);
     g_autoptr(GPtrArray) done = NULL;
+    guint i;
 
     if (!hdManagerCommit(mgr, next, error))
         return FALSE;
@@ -692,6 +834,13 @@ hdManagerPrepareItems(hdManager *mgr, const char *domain, GArray *items, gboolea
         return FALSE;
     }
     hdCrashPoint("prepare-committed");
+    for (i = 0; domain && i < items->len; i++) {
+        hdPrepareItem *item = &g_array_index(items, hdPrepareItem, i);
+
+        if (!item->sibling)
+            hdManagerQueueEvent(mgr, HD_EVENT_DEVICE_ASSIGNED, domain, &item->addr,
+                                item->group, NULL);
+    }
     return TRUE;
 }
 
@@ -758,6 +907,7 @@ hdManagerPrepare(hdManager *mgr, const char *domain, GPtrArray *hostdevs, unsign
     if (hdManagerValidatePrepare(mgr, domain, hostdevs, flags, items, error))
         ret = hdManagerPrepareItems(mgr, domain, items, FALSE, error);
     g_mutex_unlock(&mgr->lock);
+    hdManagerFlushEvents(mgr);
     return ret;
 }
 
@@ -807,6 +957,10 @@ hdManagerReleaseLocked(hdManager *mgr, const char *domain, GArray *addrs, GError
     if (!next || !hdManagerCommit(mgr, next, error))
         return FALSE;
     hdCrashPoint("release-recorded");
+    for (i = 0; i < addrs->len; i++)
+        hdManagerQueueEvent(mgr, HD_EVENT_DEVICE_RELEASED, domain,
+                            &g_array_index(addrs, hdPCIAddress, i),
+                            g_array_index(groups, unsigned int, i), NULL);
 
     /* The devices have left the domain; a group that cannot be given back
      * yet stays pending and is retried when something changes. */
@@ -833,6 +987,7 @@ hdManagerRelease(hdManager *mgr, const char *domain, GArray *addrs, GError **err
     g_mutex_lock(&mgr->lock);
     ret = hdManagerReleaseLocked(mgr, domain, addrs, error);
     g_mutex_unlock(&mgr->lock);
+    hdManagerFlushEvents(mgr);
     return ret;
 }
 
@@ -855,6 +1010,7 @@ hdManagerReleaseDomain(hdManager *mgr, const char *domain, GError **error)
     }
     ret = hdManagerReleaseLocked(mgr, domain, addrs, error);
     g_mutex_unlock(&mgr->lock);
+    hdManagerFlushEvents(mgr);
     return ret;
 }
 
@@ -1101,6 +1257,10 @@ hdManagerOpen(hdHost *host, const char *state_dir, GError **error)
     g_autoptr(hdManager) mgr = g_new0(hdManager, 1);
 
     g_mutex_init(&mgr->lock);
+    g_rec_mutex_init(&mgr->dispatch_lock);
+    mgr->events = g_array_new(FALSE, TRUE, sizeof(hdQueuedEvent));
+    g_array_set_clear_func(mgr->events, (GDestroyNotify)hdQueuedEventClear);
+    mgr->handlers = g_array_new(FALSE, FALSE, sizeof(hdEventHandler));
     mgr->lock_fd = -1;
     mgr->host = hdHostRef(host);
     mgr->state_dir = g_strdup(state_dir ? state_dir : HD_DEFAULT_STATE_DIR);
@@ -1127,10 +1287,13 @@ hdManagerFree(hdManager *mgr)
     if (mgr->lock_fd >= 0)
         close(mgr->lock_fd);
     g_clear_pointer(&mgr->records, g_ptr_array_unref);
+    g_clear_pointer(&mgr->events, g_array_unref);
+    g_clear_pointer(&mgr->handlers, g_array_unref);
     g_clear_pointer(&mgr->host, hdHostUnref);
     g_free(mgr->state_dir);
     g_free(mgr->state_path);
     g_mutex_clear(&mgr->lock);
+    g_rec_mutex_clear(&mgr->dispatch_lock);
     g_free(mgr);
 }
 

@@ -173,6 +173,29 @@ testAssertMessage(const GError *error, const char *part)
 }
 
 
+static void
+testRecordEvent(hdManager *mgr, const hdEvent *event, gpointer opaque)
+{
+    GPtrArray *log = opaque;
+    char addr[HD_PCI_ADDRESS_STRLEN];
+
+    g_ptr_array_add(log, g_strdup_printf("%s %s %s", hdEventTypeToString(event->type),
+                                         event->domain ? event->domain : "-",
+                                         hdPCIAddressFormat(&event->addr, addr)));
+}
+
+
+static void
+testAssertEvents(GPtrArray *log, const char *const *expected)
+{
+    guint i;
+
+    for (i = 0; i < log->len && expected[i]; i++)
+        g_assert_cmpstr(g_ptr_array_index(log, i), ==, expected[i]);
+    g_assert_cmpuint(log->len, ==, g_strv_length((char **)expected));
+}
+
+
 /* Seed 000: both functions of a GPU group go to one domain; the first to
  * leave waits on the inactive list, the second takes the group home. */
 static void
@@ -184,13 +207,24 @@ testSeed000(Fixture *f, gconstpointer data)
     g_autoptr(GArray) first = testAddrs(audio, NULL);
     g_autoptr(GArray) second = testAddrs(gpu, NULL);
     g_autoptr(GError) error = NULL;
+    g_autoptr(GPtrArray) log = g_ptr_array_new_with_free_func(g_free);
     unsigned int group = testGroupOf(f, gpu);
+    g_autofree char *assigned_gpu = g_strdup_printf("device-assigned vm1 %s", gpu);
+    g_autofree char *assigned_audio = g_strdup_printf("device-assigned vm1 %s", audio);
+    g_autofree char *released_audio = g_strdup_printf("device-released vm1 %s", audio);
+    g_autofree char *released_gpu = g_strdup_printf("device-released vm1 %s", gpu);
+    g_autofree char *back_gpu = g_strdup_printf("group-given-back - %s", gpu);
+    g_autofree char *back_audio = g_strdup_printf("group-given-back - %s", audio);
+    const char *expected[] = {
+        assigned_gpu, assigned_audio, released_audio, released_gpu, back_gpu, back_audio, NULL
+    };
     int qemu;
 
     g_assert_cmpuint(group, ==, testGroupOf(f, audio));
     /* The kernel still releases the devices for a while after the last
      * close, when /proc already shows no holder. */
     g_assert_true(hdSimHostCtl(f->sim, "cost all release_ms 150", &error));
+    hdManagerAddEventHandler(f->mgr, testRecordEvent, log);
     g_assert_true(hdManagerPrepare(f->mgr, "vm1", defs, 0, &error));
     g_assert_no_error(error);
     mgrtestAssertDriver(f->sim, gpu, "vfio-pci");
@@ -220,6 +254,7 @@ testSeed000(Fixture *f, gconstpointer data)
     g_assert_cmpint(testStateOf(f, gpu), ==, HD_DEVICE_HOST);
     g_assert_cmpuint(testPendingCount(f), ==, 0);
     g_assert_cmpuint(hdSimHostViolations(f->sim), ==, 0);
+    testAssertEvents(log, expected);
 }
 
 
