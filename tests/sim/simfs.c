@@ -73,6 +73,7 @@ typedef struct {
     simDevice *dev;
     const char *driver;
     int group;
+    GMutex lock;                /* guards content: reads may overlap */
     char *content;              /* what reads return, taken at offset 0 */
 } simHandle;
 
@@ -81,8 +82,10 @@ struct _simFs {
     int ready_fd;
     struct timespec start;
     simTree *tree;              /* guarded by the model lock */
-    GMutex lock;                /* guards handles */
+    GMutex lock;                /* guards handles and inodes */
     GHashTable *handles;        /* simHandle set: freed at the end */
+    GPtrArray *inode_paths;     /* inode - 1 -> path */
+    GHashTable *inodes;         /* path -> inode */
 };
 
 
@@ -327,29 +330,54 @@ simFsTree(simFs *fs)
 }
 
 
-static simFs *
-simFsGet(void)
-{
-    return fuse_get_context()->private_data;
-}
-
-
 static simNode *
 simTreeLookup(simTree *tree, const char *path)
 {
-    if (!path)
-        return NULL;
-    while (*path == '/')
-        path++;
     return g_hash_table_lookup(tree->nodes, path);
+}
+
+
+/* ---- Inodes ------------------------------------------------------------ */
+
+/* The inode number of @path, the same for the life of the daemon; paths
+ * that come back (dev/vfio/N) get their old number. */
+static fuse_ino_t
+simFsInode(simFs *fs, const char *path)
+{
+    gpointer ino;
+
+    g_mutex_lock(&fs->lock);
+    if (!(ino = g_hash_table_lookup(fs->inodes, path))) {
+        char *copy = g_strdup(path);
+
+        g_ptr_array_add(fs->inode_paths, copy);
+        ino = GUINT_TO_POINTER(fs->inode_paths->len);
+        g_hash_table_insert(fs->inodes, copy, ino);
+    }
+    g_mutex_unlock(&fs->lock);
+    return GPOINTER_TO_UINT(ino);
+}
+
+
+/* The path of @ino (never freed before the simFs), or NULL. */
+static const char *
+simFsInodePath(simFs *fs, fuse_ino_t ino)
+{
+    const char *path = NULL;
+
+    g_mutex_lock(&fs->lock);
+    if (ino >= 1 && ino <= fs->inode_paths->len)
+        path = g_ptr_array_index(fs->inode_paths, ino - 1);
+    g_mutex_unlock(&fs->lock);
+    return path;
 }
 
 
 /* The process behind the request: FUSE gives the thread id. */
 static pid_t
-simFsCallerPid(void)
+simFsCallerPid(fuse_req_t req)
 {
-    pid_t tid = fuse_get_context()->pid;
+    pid_t tid = fuse_req_ctx(req)->pid;
     g_autofree char *status_path = g_strdup_printf("/proc/%d/status", (int) tid);
     g_autofree char *status = NULL;
     const char *line;
@@ -407,6 +435,19 @@ simFsContent(simFs *fs, const simHandle *handle)
 
 /* ---- FUSE operations -------------------------------------------------- */
 
+/* The open reply, written by hand: libfuse 3.14 cannot set
+ * FOPEN_PARALLEL_DIRECT_WRITES, and without it the kernel serializes all
+ * writes to one file (one blocked unbind would stop every other). */
+#define SIM_FOPEN_DIRECT_IO (1 << 0)
+#define SIM_FOPEN_PARALLEL_DIRECT_WRITES (1 << 6)
+
+typedef struct {
+    uint64_t fh;
+    uint32_t open_flags;
+    uint32_t padding;
+} simFuseOpenOut;
+
+
 static gboolean
 simFileIsDevNode(simFileKind kind)
 {
@@ -414,21 +455,16 @@ simFileIsDevNode(simFileKind kind)
 }
 
 
-static int
-simFsGetattr(const char *path, struct stat *st, struct fuse_file_info *fi)
+static void
+simFsStat(simFs *fs, const simNode *node, fuse_ino_t ino, struct stat *st)
 {
-    simFs *fs = simFsGet();
-    g_autoptr(simTree) tree = simFsTree(fs);
-    simNode *node = simTreeLookup(tree, path);
-
-    if (!node)
-        return -ENOENT;
-
     memset(st, 0, sizeof(*st));
+    st->st_ino = ino;
     st->st_uid = getuid();
     st->st_gid = getgid();
     st->st_atim = st->st_mtim = st->st_ctim = fs->start;
     st->st_nlink = 1;
+    st->st_blksize = SIM_ATTR_SIZE;
     switch (node->type) {
     case SIM_NODE_DIR:
         st->st_mode = S_IFDIR | node->mode;
@@ -440,50 +476,215 @@ simFsGetattr(const char *path, struct stat *st, struct fuse_file_info *fi)
         break;
     case SIM_NODE_FILE:
         st->st_mode = S_IFREG | node->mode;
-        /* sysfs says 4096; the .sim files and device nodes say 0 so that
-         * readers read until EOF. */
+        /* sysfs says 4096 (and writes within the size may run in
+         * parallel); the .sim files and device nodes say 0 so that readers
+         * read until EOF. */
         if (node->kind < SIM_FILE_CTL)
             st->st_size = SIM_ATTR_SIZE;
         break;
     }
-    return 0;
 }
 
 
-static int
-simFsReadlink(const char *path, char *buf, size_t size)
+/* The node of @ino in the current tree; *@tree must be unref'd. */
+static simNode *
+simFsNode(simFs *fs, fuse_ino_t ino, simTree **tree)
 {
-    g_autoptr(simTree) tree = simFsTree(simFsGet());
-    simNode *node = simTreeLookup(tree, path);
+    const char *path = simFsInodePath(fs, ino);
+
+    *tree = simFsTree(fs);
+    return path ? simTreeLookup(*tree, path) : NULL;
+}
+
+
+static void
+simFsLookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+    simFs *fs = fuse_req_userdata(req);
+    const char *dir = simFsInodePath(fs, parent);
+    g_autoptr(simTree) tree = simFsTree(fs);
+    g_autofree char *path = NULL;
+    struct fuse_entry_param entry = { 0 };
+    simNode *node;
+
+    if (!dir) {
+        fuse_reply_err(req, ENOENT);
+        return;
+    }
+    path = *dir ? g_strdup_printf("%s/%s", dir, name) : g_strdup(name);
+    if (!(node = simTreeLookup(tree, path))) {
+        fuse_reply_err(req, ENOENT);
+        return;
+    }
+    entry.ino = simFsInode(fs, path);
+    simFsStat(fs, node, entry.ino, &entry.attr);
+    fuse_reply_entry(req, &entry);
+}
+
+
+static void
+simFsForget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+    /* Inode numbers live as long as the daemon. */
+    fuse_reply_none(req);
+}
+
+
+static void
+simFsGetattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    simFs *fs = fuse_req_userdata(req);
+    g_autoptr(simTree) tree = NULL;
+    simNode *node = simFsNode(fs, ino, &tree);
+    struct stat st;
+
+    if (!node) {
+        fuse_reply_err(req, ENOENT);
+        return;
+    }
+    simFsStat(fs, node, ino, &st);
+    fuse_reply_attr(req, &st, 0);
+}
+
+
+/* Only O_TRUNC ("echo 1 > reset") gets here: nothing to do. */
+static void
+simFsSetattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+             struct fuse_file_info *fi)
+{
+    simFs *fs = fuse_req_userdata(req);
+    g_autoptr(simTree) tree = NULL;
+    simNode *node = simFsNode(fs, ino, &tree);
+    struct stat st;
+
+    if (!node) {
+        fuse_reply_err(req, ENOENT);
+        return;
+    }
+    if (to_set != FUSE_SET_ATTR_SIZE || node->type != SIM_NODE_FILE) {
+        fuse_reply_err(req, EPERM);
+        return;
+    }
+    simFsStat(fs, node, ino, &st);
+    fuse_reply_attr(req, &st, 0);
+}
+
+
+static void
+simFsReadlink(fuse_req_t req, fuse_ino_t ino)
+{
+    simFs *fs = fuse_req_userdata(req);
+    g_autoptr(simTree) tree = NULL;
+    simNode *node = simFsNode(fs, ino, &tree);
 
     if (!node)
-        return -ENOENT;
-    if (node->type != SIM_NODE_LINK)
-        return -EINVAL;
-    if (size == 0)
-        return -EINVAL;
-    g_strlcpy(buf, node->target, size);
-    return 0;
+        fuse_reply_err(req, ENOENT);
+    else if (node->type != SIM_NODE_LINK)
+        fuse_reply_err(req, EINVAL);
+    else
+        fuse_reply_readlink(req, node->target);
 }
 
 
-static int
-simFsReaddir(const char *path, void *buf, fuse_fill_dir_t filler, off_t offset,
-             struct fuse_file_info *fi, enum fuse_readdir_flags flags)
+/* A directory listing, taken at opendir so that offsets stay meaningful. */
+typedef struct {
+    char *name;
+    fuse_ino_t ino;
+    mode_t type;                /* S_IFDIR, S_IFREG, S_IFLNK */
+} simDirEntry;
+
+
+static void
+simDirEntryClear(gpointer opaque)
 {
-    g_autoptr(simTree) tree = simFsTree(simFsGet());
-    simNode *node = simTreeLookup(tree, path);
+    simDirEntry *entry = opaque;
+
+    g_free(entry->name);
+}
+
+
+static void
+simDirAdd(simFs *fs, GArray *entries, const char *dir, const char *name, const simNode *node)
+{
+    g_autofree char *path = *dir ? g_strdup_printf("%s/%s", dir, name) : g_strdup(name);
+    simDirEntry entry = { .name = g_strdup(name) };
+
+    /* "..": any non-zero number will do (readdir skips inode 0). */
+    entry.ino = node ? simFsInode(fs, path) : FUSE_ROOT_ID;
+    if (!node || node->type == SIM_NODE_DIR)
+        entry.type = S_IFDIR;
+    else if (node->type == SIM_NODE_LINK)
+        entry.type = S_IFLNK;
+    else
+        entry.type = S_IFREG;
+    g_array_append_val(entries, entry);
+}
+
+
+static void
+simFsOpendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    simFs *fs = fuse_req_userdata(req);
+    const char *dir = simFsInodePath(fs, ino);
+    g_autoptr(simTree) tree = NULL;
+    simNode *node = simFsNode(fs, ino, &tree);
+    GArray *entries;
+    simDirEntry self;
     guint i;
 
-    if (!node)
-        return -ENOENT;
-    if (node->type != SIM_NODE_DIR)
-        return -ENOTDIR;
-    filler(buf, ".", NULL, 0, 0);
-    filler(buf, "..", NULL, 0, 0);
-    for (i = 0; i < node->children->len; i++)
-        filler(buf, g_ptr_array_index(node->children, i), NULL, 0, 0);
-    return 0;
+    if (!node) {
+        fuse_reply_err(req, ENOENT);
+        return;
+    }
+    if (node->type != SIM_NODE_DIR) {
+        fuse_reply_err(req, ENOTDIR);
+        return;
+    }
+    entries = g_array_new(FALSE, FALSE, sizeof(simDirEntry));
+    g_array_set_clear_func(entries, simDirEntryClear);
+    self = (simDirEntry) { .name = g_strdup("."), .ino = ino, .type = S_IFDIR };
+    g_array_append_val(entries, self);
+    simDirAdd(fs, entries, dir, "..", NULL);
+    for (i = 0; i < node->children->len; i++) {
+        const char *name = g_ptr_array_index(node->children, i);
+        g_autofree char *path = *dir ? g_strdup_printf("%s/%s", dir, name) : g_strdup(name);
+
+        simDirAdd(fs, entries, dir, name, simTreeLookup(tree, path));
+    }
+    fi->fh = (uintptr_t) entries;
+    if (fuse_reply_open(req, fi) != 0)
+        g_array_unref(entries);
+}
+
+
+static void
+simFsReaddir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset,
+             struct fuse_file_info *fi)
+{
+    GArray *entries = (GArray *) (uintptr_t) fi->fh;
+    g_autofree char *buf = g_malloc(size);
+    size_t used = 0;
+    off_t i;
+
+    for (i = offset; i < (off_t) entries->len; i++) {
+        simDirEntry *entry = &g_array_index(entries, simDirEntry, i);
+        struct stat st = { .st_ino = entry->ino, .st_mode = entry->type };
+        size_t need = fuse_add_direntry(req, NULL, 0, entry->name, NULL, 0);
+
+        if (used + need > size)
+            break;
+        fuse_add_direntry(req, buf + used, size - used, entry->name, &st, i + 1);
+        used += need;
+    }
+    fuse_reply_buf(req, buf, used);
+}
+
+
+static void
+simFsReleasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    g_array_unref((GArray *) (uintptr_t) fi->fh);
+    fuse_reply_err(req, 0);
 }
 
 
@@ -502,10 +703,8 @@ simFsCheckAccess(const simNode *node, int flags)
 
 
 static int
-simFsOpenDevNode(simFs *fs, const simHandle *handle)
+simFsOpenDevNode(simFs *fs, const simHandle *handle, pid_t pid)
 {
-    pid_t pid = simFsCallerPid();
-
     if (handle->kind == SIM_FILE_GROUP)
         return simModelOpenGroup(fs->model, handle->group, pid);
     if (handle->kind == SIM_FILE_CDEV)
@@ -514,63 +713,107 @@ simFsOpenDevNode(simFs *fs, const simHandle *handle)
 }
 
 
-static int
-simFsOpen(const char *path, struct fuse_file_info *fi)
+static void
+simHandleFree(simHandle *handle)
 {
-    simFs *fs = simFsGet();
-    g_autoptr(simTree) tree = simFsTree(fs);
-    simNode *node = simTreeLookup(tree, path);
+    g_mutex_clear(&handle->lock);
+    g_free(handle->content);
+    g_free(handle);
+}
+
+
+/* Undo an open: the model's holder and our handle. */
+static void
+simFsClose(simFs *fs, simHandle *handle)
+{
+    /* The real kernel releases after the close too: the last fput. */
+    if (handle->kind == SIM_FILE_GROUP)
+        simModelCloseGroup(fs->model, handle->group);
+    else if (handle->kind == SIM_FILE_CDEV)
+        simModelCloseCdev(fs->model, handle->dev);
+
+    g_mutex_lock(&fs->lock);
+    g_hash_table_remove(fs->handles, handle);   /* frees it */
+    g_mutex_unlock(&fs->lock);
+}
+
+
+static void
+simFsOpen(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    simFs *fs = fuse_req_userdata(req);
+    g_autoptr(simTree) tree = NULL;
+    simNode *node = simFsNode(fs, ino, &tree);
+    simFuseOpenOut out = { 0 };
     simHandle *handle;
     int ret;
 
-    if (!node)
-        return -ENOENT;
-    if (node->type == SIM_NODE_DIR)
-        return -EISDIR;
-    if ((ret = simFsCheckAccess(node, fi->flags)) < 0)
-        return ret;
+    if (!node) {
+        fuse_reply_err(req, ENOENT);
+        return;
+    }
+    if (node->type == SIM_NODE_DIR) {
+        fuse_reply_err(req, EISDIR);
+        return;
+    }
+    if ((ret = simFsCheckAccess(node, fi->flags)) < 0) {
+        fuse_reply_err(req, -ret);
+        return;
+    }
 
     handle = g_new0(simHandle, 1);
+    g_mutex_init(&handle->lock);
     handle->kind = node->kind;
     handle->dev = node->dev;
     handle->driver = node->driver;
     handle->group = node->group;
-    if ((ret = simFsOpenDevNode(fs, handle)) < 0) {
-        g_free(handle);
-        return ret;
+    if ((ret = simFsOpenDevNode(fs, handle, simFsCallerPid(req))) < 0) {
+        simHandleFree(handle);
+        fuse_reply_err(req, -ret);
+        return;
     }
-
     g_mutex_lock(&fs->lock);
     g_hash_table_add(fs->handles, handle);
     g_mutex_unlock(&fs->lock);
-    fi->fh = (uintptr_t) handle;
-    fi->direct_io = 1;
-    fi->keep_cache = 0;
-    return 0;
+
+    out.fh = (uintptr_t) handle;
+    out.open_flags = SIM_FOPEN_DIRECT_IO | SIM_FOPEN_PARALLEL_DIRECT_WRITES;
+    /* If the opener is gone, the kernel sends no release. */
+    if (fuse_reply_buf(req, (const char *) &out, sizeof(out)) != 0)
+        simFsClose(fs, handle);
 }
 
 
-static int
-simFsRead(const char *path, char *buf, size_t size, off_t offset,
+static void
+simFsRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset,
           struct fuse_file_info *fi)
 {
-    simFs *fs = simFsGet();
+    simFs *fs = fuse_req_userdata(req);
     simHandle *handle = (simHandle *) (uintptr_t) fi->fh;
+    g_autofree char *chunk = NULL;
     size_t length;
 
-    if (simFileIsDevNode(handle->kind))
-        return -EINVAL;
+    if (simFileIsDevNode(handle->kind)) {
+        fuse_reply_err(req, EINVAL);
+        return;
+    }
+    g_mutex_lock(&handle->lock);
     /* Like sysfs: reading from the start shows the current value. */
     if (offset == 0 || !handle->content) {
         g_free(handle->content);
         handle->content = simFsContent(fs, handle);
     }
     length = strlen(handle->content);
-    if ((size_t) offset >= length)
-        return 0;
-    size = MIN(size, length - offset);
-    memcpy(buf, handle->content + offset, size);
-    return size;
+    if ((size_t) offset < length) {
+        size = MIN(size, length - offset);
+        chunk = g_strndup(handle->content + offset, size);
+    } else {
+        size = 0;
+    }
+    g_mutex_unlock(&handle->lock);
+    /* From a copy: the release may free the handle before the reply is
+     * fully sent (the reader wakes up as soon as the kernel has it). */
+    fuse_reply_buf(req, chunk, size);
 }
 
 
@@ -587,13 +830,13 @@ simFsControl(simFs *fs, const char *buf, size_t size)
 }
 
 
-static int
-simFsWrite(const char *path, const char *buf, size_t size, off_t offset,
+static void
+simFsWrite(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t offset,
            struct fuse_file_info *fi)
 {
-    simFs *fs = simFsGet();
+    simFs *fs = fuse_req_userdata(req);
     simHandle *handle = (simHandle *) (uintptr_t) fi->fh;
-    pid_t pid = simFsCallerPid();
+    pid_t pid = simFsCallerPid(req);
     int ret;
 
     switch (handle->kind) {
@@ -619,49 +862,25 @@ simFsWrite(const char *path, const char *buf, size_t size, off_t offset,
         ret = -EINVAL;
         break;
     }
-    return ret < 0 ? ret : (int) size;
+    if (ret < 0)
+        fuse_reply_err(req, -ret);
+    else
+        fuse_reply_write(req, size);
 }
 
 
 static void
-simHandleFree(simHandle *handle)
+simFsFlush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-    g_free(handle->content);
-    g_free(handle);
+    fuse_reply_err(req, 0);
 }
 
 
-static int
-simFsRelease(const char *path, struct fuse_file_info *fi)
+static void
+simFsRelease(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-    simFs *fs = simFsGet();
-    simHandle *handle = (simHandle *) (uintptr_t) fi->fh;
-
-    /* The real kernel releases after the close too: the last fput. */
-    if (handle->kind == SIM_FILE_GROUP)
-        simModelCloseGroup(fs->model, handle->group);
-    else if (handle->kind == SIM_FILE_CDEV)
-        simModelCloseCdev(fs->model, handle->dev);
-
-    g_mutex_lock(&fs->lock);
-    g_hash_table_remove(fs->handles, handle);   /* frees it */
-    g_mutex_unlock(&fs->lock);
-    return 0;
-}
-
-
-/* O_TRUNC on an attribute, as in "echo 1 > reset": nothing to do. */
-static int
-simFsTruncate(const char *path, off_t size, struct fuse_file_info *fi)
-{
-    g_autoptr(simTree) tree = simFsTree(simFsGet());
-    simNode *node = simTreeLookup(tree, path);
-
-    if (!node)
-        return -ENOENT;
-    if (node->type != SIM_NODE_FILE)
-        return -EISDIR;
-    return 0;
+    simFsClose(fuse_req_userdata(req), (simHandle *) (uintptr_t) fi->fh);
+    fuse_reply_err(req, 0);
 }
 
 
@@ -680,44 +899,39 @@ simFsReady(simFs *fs)
 }
 
 
-static void *
-simFsInit(struct fuse_conn_info *conn, struct fuse_config *cfg)
+static void
+simFsInit(void *userdata, struct fuse_conn_info *conn)
 {
-    simFs *fs = simFsGet();
+    simFs *fs = userdata;
 
-    /* Every read and lookup must reach us: the tree and the contents
-     * change behind the kernel's back. */
-    cfg->entry_timeout = 0;
-    cfg->attr_timeout = 0;
-    cfg->negative_timeout = 0;
-    cfg->direct_io = 1;
-    cfg->kernel_cache = 0;
-    cfg->auto_cache = 0;
-    /* Paths even for open files (fstat): nothing open ever vanishes. */
-    cfg->nullpath_ok = 0;
-    cfg->hard_remove = 1;
+    /* Every lookup must reach us (entries and attributes are never
+     * cached, see simFsLookup); READDIRPLUS would only fill the cache. */
     conn->want &= ~FUSE_CAP_READDIRPLUS;
-
+    conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;
     /* INIT is answered once we return: the mount is usable now. */
     simFsReady(fs);
-    return fs;
 }
 
 
-static const struct fuse_operations simFsOps = {
+static const struct fuse_lowlevel_ops simFsOps = {
     .init = simFsInit,
+    .lookup = simFsLookup,
+    .forget = simFsForget,
     .getattr = simFsGetattr,
+    .setattr = simFsSetattr,
     .readlink = simFsReadlink,
+    .opendir = simFsOpendir,
     .readdir = simFsReaddir,
+    .releasedir = simFsReleasedir,
     .open = simFsOpen,
     .read = simFsRead,
     .write = simFsWrite,
+    .flush = simFsFlush,
     .release = simFsRelease,
-    .truncate = simFsTruncate,
 };
 
 
-const struct fuse_operations *
+const struct fuse_lowlevel_ops *
 simFsOperations(void)
 {
     return &simFsOps;
@@ -734,6 +948,10 @@ simFsNew(simModel *model, int ready_fd)
     clock_gettime(CLOCK_REALTIME, &fs->start);
     g_mutex_init(&fs->lock);
     fs->handles = g_hash_table_new_full(NULL, NULL, (GDestroyNotify) simHandleFree, NULL);
+    fs->inode_paths = g_ptr_array_new_with_free_func(g_free);
+    fs->inodes = g_hash_table_new(g_str_hash, g_str_equal);
+    /* FUSE_ROOT_ID (1): the mount point itself. */
+    simFsInode(fs, "");
     return fs;
 }
 
@@ -744,6 +962,8 @@ simFsFree(simFs *fs)
     if (!fs)
         return;
     g_hash_table_unref(fs->handles);
+    g_hash_table_unref(fs->inodes);
+    g_ptr_array_unref(fs->inode_paths);
     g_mutex_clear(&fs->lock);
     simTreeUnref(fs->tree);
     if (fs->ready_fd >= 0)

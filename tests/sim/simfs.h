@@ -9,7 +9,7 @@
 #pragma once
 
 #define FUSE_USE_VERSION 312
-#include <fuse.h>
+#include <fuse_lowlevel.h>
 
 #include "simmodel.h"
 
@@ -20,5 +20,5 @@ simFs *simFsNew(simModel *model, int ready_fd);
 void simFsFree(simFs *fs);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(simFs, simFsFree)
 
-/* The operations; fuse_new()'s private data must be the simFs. */
-const struct fuse_operations *simFsOperations(void);
+/* The operations; fuse_session_new()'s userdata must be the simFs. */
+const struct fuse_lowlevel_ops *simFsOperations(void);

@@ -3,7 +3,7 @@
  *
  * Signals: SIGTERM and SIGINT are blocked in every thread and taken by a
  * signal thread, which wakes every blocked handler (simModelShutdown), ends
- * the FUSE session and pokes the main thread out of fuse_loop_mt(); the
+ * the FUSE session and pokes the main thread out of fuse_session_loop_mt(); the
  * main thread then unmounts.  Handlers block for long (unbind waits for a
  * release, a hung probe for "unhang"), so the loop may run many threads.
  *
@@ -28,7 +28,7 @@
 #define SIM_POKE_INTERVAL_MS 50
 
 typedef struct {
-    struct fuse *fuse;
+    struct fuse_session *session;
     simModel *model;
     pthread_t main_thread;
     sigset_t signals;
@@ -39,7 +39,7 @@ typedef struct {
 static void
 simPokeHandler(int signum)
 {
-    /* Only interrupts sem_wait() in fuse_loop_mt(). */
+    /* Only interrupts sem_wait() in fuse_session_loop_mt(). */
 }
 
 
@@ -54,8 +54,8 @@ simSignalThread(gpointer opaque)
         return NULL;
 
     simModelShutdown(sig->model);
-    fuse_exit(sig->fuse);
-    /* fuse_loop_mt() waits in sem_wait() for the session to end; a signal
+    fuse_session_exit(sig->session);
+    /* fuse_session_loop_mt() waits in sem_wait() for the session to end; a signal
      * without SA_RESTART gets it to look again.  Repeat in case the first
      * one came just before it started waiting. */
     while (!g_atomic_int_get(&sig->loop_done)) {
@@ -67,12 +67,12 @@ simSignalThread(gpointer opaque)
 
 
 static int
-simServe(struct fuse *fuse, simModel *model)
+simServe(struct fuse_session *session, simModel *model)
 {
     g_autoptr(GThread) thread = NULL;
     struct fuse_loop_config *config = fuse_loop_cfg_create();
     struct sigaction poke = { .sa_handler = simPokeHandler };
-    simSignals sig = { .fuse = fuse, .model = model, .main_thread = pthread_self() };
+    simSignals sig = { .session = session, .model = model, .main_thread = pthread_self() };
     int ret;
 
     sigaction(SIGUSR2, &poke, NULL);
@@ -86,7 +86,7 @@ simServe(struct fuse *fuse, simModel *model)
     fuse_loop_cfg_set_max_threads(config, SIM_MAX_THREADS);
     fuse_loop_cfg_set_idle_threads(config, SIM_IDLE_THREADS);
     fuse_loop_cfg_set_clone_fd(config, 0);
-    ret = fuse_loop_mt(fuse, config);
+    ret = fuse_session_loop_mt(session, config);
     fuse_loop_cfg_destroy(config);
 
     /* The loop may also end on its own (an external umount): stop the
@@ -117,11 +117,11 @@ simDieWithParent(GError **error)
 }
 
 
-static struct fuse *
+static struct fuse_session *
 simMount(simFs *fs, const char *argv0, const char *mountpoint, GError **error)
 {
     struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
-    struct fuse *fuse;
+    struct fuse_session *session;
 
     fuse_opt_add_arg(&args, argv0);
     fuse_opt_add_arg(&args, "-o");
@@ -132,19 +132,19 @@ simMount(simFs *fs, const char *argv0, const char *mountpoint, GError **error)
         fuse_opt_add_arg(&args, "allow_other");
     }
 
-    fuse = fuse_new(&args, simFsOperations(), sizeof(struct fuse_operations), fs);
+    session = fuse_session_new(&args, simFsOperations(), sizeof(struct fuse_lowlevel_ops), fs);
     fuse_opt_free_args(&args);
-    if (!fuse) {
+    if (!session) {
         g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_FAILED, "cannot set up FUSE");
         return NULL;
     }
-    if (fuse_mount(fuse, mountpoint) != 0) {
+    if (fuse_session_mount(session, mountpoint) != 0) {
         g_set_error(error, G_FILE_ERROR, G_FILE_ERROR_FAILED,
                     "cannot mount on %s (see the message above)", mountpoint);
-        fuse_destroy(fuse);
+        fuse_session_destroy(session);
         return NULL;
     }
-    return fuse;
+    return session;
 }
 
 
@@ -159,7 +159,7 @@ main(int argc, char **argv)
     gboolean serialized = FALSE;
     gboolean die_with_parent = FALSE;
     int ready_fd = -1;
-    struct fuse *fuse;
+    struct fuse_session *session;
     int ret;
     GOptionEntry entries[] = {
         { "topology", 0, 0, G_OPTION_ARG_FILENAME, &topology,
@@ -201,15 +201,15 @@ main(int argc, char **argv)
     }
 
     fs = simFsNew(model, ready_fd);
-    if (!(fuse = simMount(fs, argv[0], argv[1], &error))) {
+    if (!(session = simMount(fs, argv[0], argv[1], &error))) {
         g_printerr("hostdev-simhost: %s\n", error->message);
         return 1;
     }
 
-    ret = simServe(fuse, model);
+    ret = simServe(session, model);
     simModelShutdown(model);
-    fuse_unmount(fuse);
-    fuse_destroy(fuse);
+    fuse_session_unmount(session);
+    fuse_session_destroy(session);
     if (ret != 0)
         g_printerr("hostdev-simhost: the FUSE loop failed (%d)\n", ret);
     return ret == 0 ? 0 : 1;
