@@ -36,16 +36,25 @@ simControlWords(const char *buf, gsize len)
 static gboolean
 simControlFault(simModel *model, GStrv words, GError **error)
 {
+    guint count = g_strv_length(words);
+    gboolean probe = count >= 3 && strcmp(words[2], "probe") == 0;
     simDevice *dev;
     simFault fault;
 
-    if (g_strv_length(words) != 4) {
+    /* "fault ADDR probe MODE DRIVER": only probes of DRIVER. */
+    if (count != 4 && !(count == 5 && probe)) {
         g_set_error(error, SIM_CONTROL_ERROR, 0,
-                    "usage: fault ADDR probe|reset fail|hang|ok, fault ADDR release hang|ok");
+                    "usage: fault ADDR probe fail|hang|ok [DRIVER], "
+                    "fault ADDR reset fail|hang|ok, fault ADDR release hang|ok");
         return FALSE;
     }
     if (!(dev = simModelFindDevice(model, words[1]))) {
         g_set_error(error, SIM_CONTROL_ERROR, 0, "fault: no device %s", words[1]);
+        return FALSE;
+    }
+    if (count == 5 && !simModelKnowsDriver(model, words[4])) {
+        g_set_error(error, SIM_CONTROL_ERROR, 0, "fault %s probe: no driver %s",
+                    words[1], words[4]);
         return FALSE;
     }
     if (strcmp(words[3], "ok") == 0) {
@@ -60,8 +69,10 @@ simControlFault(simModel *model, GStrv words, GError **error)
         return FALSE;
     }
 
-    if (strcmp(words[2], "probe") == 0) {
+    if (probe) {
         dev->probe_fault = fault;
+        g_free(dev->probe_fault_driver);
+        dev->probe_fault_driver = fault != SIM_FAULT_OK ? g_strdup(words[4]) : NULL;
     } else if (strcmp(words[2], "reset") == 0) {
         dev->reset_fault = fault;
     } else if (strcmp(words[2], "release") == 0) {

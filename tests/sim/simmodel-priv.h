@@ -44,3 +44,6 @@ void simModelLog(simModel *model, const char *event, const simDevice *dev,
                  const char *driver, int group, pid_t pid, const char *error);
 
 void simDeviceFree(simDevice *dev);
+
+/* @driver is one of the model's drivers. */
+gboolean simModelKnowsDriver(simModel *model, const char *driver);

@@ -24,6 +24,7 @@ simDeviceFree(simDevice *dev)
     g_free(dev->sysfs_path);
     g_free(dev->driver);
     g_free(dev->driver_override);
+    g_free(dev->probe_fault_driver);
     g_ptr_array_unref(dev->virtfns);
     g_free(dev);
 }
@@ -496,7 +497,7 @@ simParseWord(const char *buf, gsize len)
 }
 
 
-static gboolean
+gboolean
 simModelKnowsDriver(simModel *model, const char *driver)
 {
     guint i;
@@ -554,11 +555,15 @@ simModelDetach(simModel *model, simDevice *dev, pid_t pid)
 static int
 simModelRunProbe(simModel *model, simDevice *dev, const char *driver)
 {
-    if (dev->probe_fault == SIM_FAULT_HANG && !simModelHang(model))
+    simFault fault = dev->probe_fault;
+
+    if (dev->probe_fault_driver && strcmp(dev->probe_fault_driver, driver) != 0)
+        fault = SIM_FAULT_OK;
+    if (fault == SIM_FAULT_HANG && !simModelHang(model))
         return -ENODEV;
     if (!simDriverIsVfio(driver) && !simModelSleep(model, dev->probe_ms))
         return -ENODEV;
-    if (dev->probe_fault == SIM_FAULT_FAIL)
+    if (fault == SIM_FAULT_FAIL)
         return -EIO;
     return 0;
 }

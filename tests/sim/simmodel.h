@@ -68,6 +68,7 @@ struct _simDevice {
     guint probe_ms;
     guint release_ms;
     simFault probe_fault;
+    char *probe_fault_driver;   /* only probes of this driver; NULL: all */
     simFault reset_fault;
     gboolean release_hang;
 };

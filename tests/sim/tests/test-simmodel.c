@@ -262,7 +262,8 @@ testControl(void)
         "fault 0000:00:19.0 probe maybe", "fault 0000:00:19.0 release fail",
         "fault 0000:00:19.0 bind fail", "cost 0000:00:19.0 release_ms", "cost all foo_ms 3",
         "cost all release_ms -1", "cost all release_ms 12x", "serialized", "serialized yes",
-        "unhang now", "clear-events 1",
+        "unhang now", "clear-events 1", "fault 0000:00:19.0 probe fail no-such-driver",
+        "fault 0000:00:19.0 reset fail vfio-pci",
     };
     guint i;
 
@@ -286,6 +287,27 @@ testControl(void)
     g_assert_true(nic->release_hang);
     g_assert_true(simModelControl(model, W("serialized on"), NULL));
     g_assert_true(simModelControl(model, W("unhang"), NULL));
+}
+
+
+/* "fault ADDR probe fail DRIVER": only that driver's probes fail. */
+static void
+testProbeFaultDriver(void)
+{
+    g_autoptr(simModel) model = testLoad("small.json");
+    simDevice *nic = testDevice(model, "0000:00:19.0");
+
+    g_assert_true(simModelControl(model, W("fault 0000:00:19.0 probe fail vfio-pci"), NULL));
+    g_assert_cmpint(simModelSetOverride(model, nic, W("vfio-pci"), 1), ==, 0);
+    g_assert_cmpint(simModelUnbind(model, "e1000e", W("0000:00:19.0"), 1), ==, 0);
+    g_assert_cmpint(simModelBind(model, "vfio-pci", W("0000:00:19.0"), 1), ==, -EIO);
+    g_assert_null(nic->driver);
+    g_assert_cmpint(simModelSetOverride(model, nic, W(""), 1), ==, 0);
+    g_assert_cmpint(simModelBind(model, "e1000e", W("0000:00:19.0"), 1), ==, 0);
+    g_assert_cmpstr(nic->driver, ==, "e1000e");
+
+    g_assert_true(simModelControl(model, W("fault 0000:00:19.0 probe ok"), NULL));
+    g_assert_null(nic->probe_fault_driver);
 }
 
 
@@ -357,6 +379,7 @@ main(int argc, char **argv)
     g_test_add_func("/simmodel/drivers-probe", testProbe);
     g_test_add_func("/simmodel/open", testOpen);
     g_test_add_func("/simmodel/control", testControl);
+    g_test_add_func("/simmodel/control/probe-fault-driver", testProbeFaultDriver);
     g_test_add_func("/simmodel/events-and-state", testEventsAndState);
     return g_test_run();
 }
