@@ -746,7 +746,7 @@ testGroupReleaseTiming(void)
 {
     g_autoptr(hdSimHost) sim = testStart("gpu16", NULL);
     const char *groups[] = { "11", "13" };
-    gint64 start, parallel_ms, serial_ms;
+    gint64 start, parallel_ms = 0, serial_ms = 0;
     int fds[2];
     guint round, i;
 
