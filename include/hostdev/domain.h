@@ -1,8 +1,9 @@
 /*
  * domain.h: the parts of libvirt's domain XML that hostdev reads
  *
- * A whole <domain> (its <name> and every PCI <hostdev> in <devices>) or a
- * single <hostdev>, as users write them and as `virsh dumpxml` prints them.
+ * A whole <domain> (its <name>, every PCI <hostdev> and every
+ * <interface type='hostdev'> in <devices>) or a single <hostdev>, as users
+ * write them and as `virsh dumpxml` prints them.
  * Elements hostdev does not handle are skipped with a note; wrong input is
  * an error naming the element and the value.
  *
@@ -19,10 +20,20 @@ G_BEGIN_DECLS
 /* Upper bound on accepted XML documents. */
 #define HD_XML_MAX_SIZE (4 * 1024 * 1024)
 
+/* The network side of an SR-IOV VF assigned as <interface type='hostdev'>:
+ * what its PF sets for it while the guest has it. */
+typedef struct {
+    char *mac;          /* <mac address=.../>, canonical lower case; NULL if absent */
+    int vlan;           /* <vlan><tag id=.../></vlan>, 0..4095; -1 if absent */
+} hdHostdevNet;
+
+#define HD_MAC_STRLEN 18    /* "52:54:00:12:34:56" plus NUL */
+
 typedef struct {
     hdPCIAddress addr;
     gboolean managed;   /* managed='yes': hostdev moves it to vfio-pci and back */
     char *alias;        /* <alias name=.../>, NULL if absent */
+    hdHostdevNet *net;  /* <interface type='hostdev'>, NULL for a <hostdev> */
 } hdHostdevDef;
 
 void hdHostdevDefFree(hdHostdevDef *def);

@@ -18,6 +18,10 @@ hdHostdevDefFree(hdHostdevDef *def)
     if (!def)
         return;
     g_free(def->alias);
+    if (def->net) {
+        g_free(def->net->mac);
+        g_free(def->net);
+    }
     g_free(def);
 }
 
@@ -160,26 +164,110 @@ hdDomainDefAddNote(hdDomainDef *def, const xmlNode *node, const char *what)
 
 
 static void
-hdHostdevNoteUnhandledChildren(hdDomainDef *def, const xmlNode *node)
+hdHostdevNoteUnhandledChildren(hdDomainDef *def, const xmlNode *node, gboolean interface)
 {
     static const char *const handled[] = { "driver", "source", "alias", NULL };
+    static const char *const handled_net[] = { "driver", "source", "alias", "mac", "vlan",
+                                               NULL };
     const xmlNode *child;
 
     for (child = node->children; child; child = child->next) {
         g_autofree char *what = NULL;
 
         if (child->type != XML_ELEMENT_NODE ||
-            g_strv_contains(handled, (const char *)child->name))
+            g_strv_contains(interface ? handled_net : handled, (const char *)child->name))
             continue;
-        what = g_strdup_printf(_("<%1$s> in <hostdev> is not used by hostdev"),
-                               (const char *)child->name);
+        if (interface)
+            what = g_strdup_printf(_("<%1$s> in <interface type='hostdev'> is not used by hostdev"),
+                                   (const char *)child->name);
+        else
+            what = g_strdup_printf(_("<%1$s> in <hostdev> is not used by hostdev"),
+                                   (const char *)child->name);
         hdDomainDefAddNote(def, child, what);
     }
 }
 
 
+/* <mac address='52:54:00:12:34:56'/>: six hex pairs separated by colons.
+ * A multicast address cannot be a VF's own MAC. */
+static gboolean
+hdHostdevParseMac(const xmlNode *node, hdHostdevNet *net, GError **error)
+{
+    const xmlNode *mac = hdXMLFirstChild(node, "mac");
+    g_autofree char *value = NULL;
+    gboolean valid;
+    gsize i;
+
+    if (!mac)
+        return TRUE;
+    value = hdXMLGetProp(mac, "address");
+    valid = value && strlen(value) == HD_MAC_STRLEN - 1;
+    for (i = 0; valid && i < HD_MAC_STRLEN - 1; i++)
+        valid = i % 3 == 2 ? value[i] == ':' : g_ascii_isxdigit(value[i]);
+    /* The low bit of the first byte marks a multicast address. */
+    if (valid)
+        valid = (g_ascii_xdigit_value(value[1]) & 1) == 0;
+    if (!valid) {
+        hdErrorSet(error, HD_ERROR_INVALID_ARG,
+                   _("invalid <mac address='%1$s'/> at line %2$ld: expected a unicast "
+                     "address like 52:54:00:12:34:56"),
+                   value ? value : "", xmlGetLineNo(mac));
+        return FALSE;
+    }
+    net->mac = g_ascii_strdown(value, -1);
+    return TRUE;
+}
+
+
+/* <vlan><tag id='42'/></vlan>: a VF gets one VLAN tag from its PF; a trunk
+ * (several tags) or a native mode cannot be set that way. */
+static gboolean
+hdHostdevParseVlan(const xmlNode *node, hdHostdevNet *net, GError **error)
+{
+    const xmlNode *vlan = hdXMLFirstChild(node, "vlan");
+    const xmlNode *child;
+    g_autofree char *trunk = NULL;
+    g_autofree char *id = NULL;
+    g_autofree char *native = NULL;
+    const xmlNode *tag = NULL;
+    guint64 value;
+
+    if (!vlan)
+        return TRUE;
+    trunk = hdXMLGetProp(vlan, "trunk");
+    for (child = vlan->children; child; child = child->next) {
+        if (!hdXMLNameIs(child, "tag"))
+            continue;
+        if (tag || (trunk && strcmp(trunk, "no") != 0)) {
+            hdErrorSet(error, HD_ERROR_INVALID_ARG,
+                       _("<vlan> at line %1$ld: an SR-IOV VF takes exactly one VLAN tag"),
+                       xmlGetLineNo(vlan));
+            return FALSE;
+        }
+        tag = child;
+    }
+    if (tag) {
+        id = hdXMLGetProp(tag, "id");
+        native = hdXMLGetProp(tag, "nativeMode");
+    }
+    if (!tag || !id || native ||
+        !g_ascii_string_to_unsigned(id, 10, 0, 4095, &value, NULL)) {
+        hdErrorSet(error, HD_ERROR_INVALID_ARG,
+                   _("invalid <vlan> at line %1$ld: expected one <tag id='0..4095'/>, "
+                     "without nativeMode"),
+                   xmlGetLineNo(vlan));
+        return FALSE;
+    }
+    net->vlan = (int)value;
+    return TRUE;
+}
+
+
+/* A <hostdev>, or with @interface an <interface type='hostdev'> (the same
+ * attributes and <source>, plus the VF's <mac> and <vlan>). */
 static hdHostdevDef *
-hdHostdevDefParseNode(hdDomainDef *def, const xmlNode *node, GError **error)
+hdHostdevDefParseNode(hdDomainDef *def, const xmlNode *node, gboolean interface,
+                      GError **error)
 {
     g_autoptr(hdHostdevDef) hostdev = g_new0(hdHostdevDef, 1);
     g_autofree char *mode = hdXMLGetProp(node, "mode");
@@ -197,17 +285,26 @@ hdHostdevDefParseNode(hdDomainDef *def, const xmlNode *node, GError **error)
         !hdHostdevParseSourceAddress(node, &hostdev->addr, error))
         return NULL;
 
+    if (interface) {
+        hostdev->net = g_new0(hdHostdevNet, 1);
+        hostdev->net->vlan = -1;
+        if (!hdHostdevParseMac(node, hostdev->net, error) ||
+            !hdHostdevParseVlan(node, hostdev->net, error))
+            return NULL;
+    }
+
     if ((alias = hdXMLFirstChild(node, "alias")))
         hostdev->alias = hdXMLGetProp(alias, "name");
-    hdHostdevNoteUnhandledChildren(def, node);
+    hdHostdevNoteUnhandledChildren(def, node, interface);
     return g_steal_pointer(&hostdev);
 }
 
 
 static gboolean
-hdDomainDefAddHostdev(hdDomainDef *def, const xmlNode *node, GError **error)
+hdDomainDefAddHostdev(hdDomainDef *def, const xmlNode *node, gboolean interface,
+                      GError **error)
 {
-    hdHostdevDef *hostdev = hdHostdevDefParseNode(def, node, error);
+    hdHostdevDef *hostdev = hdHostdevDefParseNode(def, node, interface, error);
     guint i;
 
     if (!hostdev)
@@ -251,6 +348,14 @@ hdDomainDefParseDevices(hdDomainDef *def, const xmlNode *devices, GError **error
     for (child = devices->children; child; child = child->next) {
         g_autofree char *type = NULL;
 
+        if (hdXMLNameIs(child, "interface")) {
+            /* Only a VF passed through as a network device is ours. */
+            type = hdXMLGetProp(child, "type");
+            if (g_strcmp0(type, "hostdev") == 0 &&
+                !hdDomainDefAddHostdev(def, child, TRUE, error))
+                return FALSE;
+            continue;
+        }
         if (!hdXMLNameIs(child, "hostdev"))
             continue;
         if (!hdHostdevGetType(child, &type, error))
@@ -262,7 +367,7 @@ hdDomainDefParseDevices(hdDomainDef *def, const xmlNode *devices, GError **error
             hdDomainDefAddNote(def, child, what);
             continue;
         }
-        if (!hdDomainDefAddHostdev(def, child, error))
+        if (!hdDomainDefAddHostdev(def, child, FALSE, error))
             return FALSE;
     }
     return TRUE;
@@ -309,7 +414,7 @@ hdDomainDefParseLoneHostdev(hdDomainDef *def, const xmlNode *root, GError **erro
                    type, xmlGetLineNo(root));
         return FALSE;
     }
-    return hdDomainDefAddHostdev(def, root, error);
+    return hdDomainDefAddHostdev(def, root, FALSE, error);
 }
 
 

@@ -75,6 +75,49 @@ testLoneHostdev(void)
 }
 
 
+/* An SR-IOV VF assigned as a network device is a hostdev with a MAC and a
+ * VLAN; other interface types are not ours. */
+static void
+testInterfaceHostdev(void)
+{
+    g_autofree char *path = testDataPath("interface-hostdev.xml");
+    g_autoptr(GError) error = NULL;
+    g_autoptr(hdDomainDef) def = hdDomainDefParseFile(path, &error);
+    char buf[HD_PCI_ADDRESS_STRLEN];
+    hdHostdevDef *h;
+    guint i;
+    gboolean model_noted = FALSE;
+
+    g_assert_no_error(error);
+    g_assert_cmpuint(def->hostdevs->len, ==, 3);
+
+    h = g_ptr_array_index(def->hostdevs, 0);
+    g_assert_cmpstr(testAddr(h, buf), ==, "0000:03:10.2");
+    g_assert_true(h->managed);
+    g_assert_cmpstr(h->alias, ==, "hostdev1");
+    g_assert_nonnull(h->net);
+    g_assert_cmpstr(h->net->mac, ==, "52:54:00:6d:90:02");
+    g_assert_cmpint(h->net->vlan, ==, 42);
+
+    h = g_ptr_array_index(def->hostdevs, 1);
+    g_assert_cmpstr(testAddr(h, buf), ==, "0000:03:10.4");
+    g_assert_false(h->managed);
+    g_assert_nonnull(h->net);
+    g_assert_null(h->net->mac);
+    g_assert_cmpint(h->net->vlan, ==, -1);
+
+    h = g_ptr_array_index(def->hostdevs, 2);
+    g_assert_cmpstr(testAddr(h, buf), ==, "0000:01:00.0");
+    g_assert_null(h->net);
+
+    for (i = 0; i < def->notes->len; i++) {
+        if (strstr(g_ptr_array_index(def->notes, i), "<model>"))
+            model_noted = TRUE;
+    }
+    g_assert_true(model_noted);
+}
+
+
 typedef struct {
     const char *name;
     const char *xml;
@@ -118,6 +161,23 @@ static const testBadXML badCases[] = {
     { "bad-in-domain", "<domain><name>d</name><devices>"
       "<hostdev mode='subsystem' type='pci' managed='on'>" SOURCE("0", "1", "0", "0")
       "</hostdev></devices></domain>", "invalid value 'on'" },
+#define NET_OPEN "<domain><name>d</name><devices><interface type='hostdev' managed='yes'>" \
+    SOURCE("0", "3", "0x10", "2")
+#define NET_CLOSE "</interface></devices></domain>"
+    { "mac-short", NET_OPEN "<mac address='52:54:00:12:34'/>" NET_CLOSE,
+      "invalid <mac address='52:54:00:12:34'/>" },
+    { "mac-junk", NET_OPEN "<mac address='52:54:00:12:34:zz'/>" NET_CLOSE,
+      "invalid <mac address" },
+    { "mac-multicast", NET_OPEN "<mac address='01:00:5e:00:00:01'/>" NET_CLOSE,
+      "unicast" },
+    { "vlan-range", NET_OPEN "<vlan><tag id='4096'/></vlan>" NET_CLOSE, "invalid <vlan>" },
+    { "vlan-none", NET_OPEN "<vlan/>" NET_CLOSE, "invalid <vlan>" },
+    { "vlan-trunk", NET_OPEN "<vlan trunk='yes'><tag id='1'/><tag id='2'/></vlan>" NET_CLOSE,
+      "exactly one VLAN tag" },
+    { "vlan-native", NET_OPEN "<vlan><tag id='7' nativeMode='untagged'/></vlan>" NET_CLOSE,
+      "without nativeMode" },
+    { "net-no-source", "<domain><name>d</name><devices><interface type='hostdev'>"
+      NET_CLOSE, "has no <source><address" },
 };
 
 
@@ -195,6 +255,7 @@ main(int argc, char **argv)
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/domainxml/dumpxml", testDumpxml);
     g_test_add_func("/domainxml/lone-hostdev", testLoneHostdev);
+    g_test_add_func("/domainxml/interface-hostdev", testInterfaceHostdev);
     g_test_add_func("/domainxml/external-entity", testExternalEntityNotLoaded);
     g_test_add_func("/domainxml/too-large", testTooLarge);
     g_test_add_func("/domainxml/missing-file", testMissingFile);
