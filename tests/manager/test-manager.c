@@ -443,6 +443,7 @@ testNodeDevice(Fixture *f, gconstpointer data)
     g_autofree char *gpu = testFirstOn(f, "nvidia");
     g_autofree char *audio = testFirstOn(f, "snd_hda_intel");
     hdPCIAddress addr = mgrtestAddr(gpu);
+    hdPCIAddress sibling = mgrtestAddr(audio);
     g_autoptr(GArray) siblings = NULL;
     g_autoptr(GError) error = NULL;
     char buf[HD_PCI_ADDRESS_STRLEN];
@@ -457,6 +458,10 @@ testNodeDevice(Fixture *f, gconstpointer data)
     /* Detached by hand: it stays, it is not pending. */
     g_assert_cmpuint(hdManagerGiveBackPending(f->mgr, &error), ==, 0);
     mgrtestAssertDriver(f->sim, gpu, "vfio-pci");
+
+    /* The sibling must follow before anyone can use the group. */
+    g_assert_true(hdManagerNodeDetach(f->mgr, &sibling, NULL, &error));
+    g_assert_no_error(error);
 
     /* Refused while a process holds the group. */
     holder = testHoldGroup(f, testGroupOf(f, gpu));
@@ -476,7 +481,10 @@ testNodeDevice(Fixture *f, gconstpointer data)
     }
     g_assert_true(hdManagerNodeReattach(f->mgr, &addr, &error));
     g_assert_no_error(error);
+    g_assert_true(hdManagerNodeReattach(f->mgr, &sibling, &error));
+    g_assert_no_error(error);
     mgrtestAssertDriver(f->sim, gpu, "nvidia");
+    mgrtestAssertDriver(f->sim, audio, "snd_hda_intel");
     g_assert_cmpuint(testTrackedCount(f), ==, 0);
     g_assert_cmpuint(hdSimHostViolations(f->sim), ==, 0);
 }
