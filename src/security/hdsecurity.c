@@ -388,8 +388,7 @@ hdSecAdd(hdSecurityManager *sec, hdSecRecord *rec, GError **error)
 {
     g_ptr_array_add(sec->records, rec);
     if (!hdSecSave(sec, error)) {
-        g_ptr_array_remove_index(sec->records, sec->records->len - 1);
-        hdSecRecordFree(rec);
+        g_ptr_array_remove_index(sec->records, sec->records->len - 1);   /* frees it */
         return FALSE;
     }
     return TRUE;
@@ -400,8 +399,7 @@ hdSecAdd(hdSecurityManager *sec, hdSecRecord *rec, GError **error)
 static gboolean
 hdSecDrop(hdSecurityManager *sec, hdSecRecord *rec, GError **error)
 {
-    g_ptr_array_remove(sec->records, rec);
-    hdSecRecordFree(rec);
+    g_ptr_array_remove(sec->records, rec);   /* frees it */
     return hdSecSave(sec, error);
 }
 
