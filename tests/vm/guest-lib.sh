@@ -101,6 +101,7 @@ vm_errno_of() {
         *"No such file or directory"*) echo ENOENT ;;
         *"Permission denied"*) echo EACCES ;;
         *"Input/output error"*) echo EIO ;;
+        *"Inappropriate ioctl for device"*) echo ENOTTY ;;
         *) echo "?($1)" ;;
     esac
 }
@@ -249,4 +250,179 @@ vm_done() {
     fi
     echo "all checks passed"
     exit 0
+}
+
+# --- The manager on the real kernel (tests/manager/mgr-tool) ---
+#
+# vm_mgr_init NAME prepares a fresh state directory (/run/hostdev-vm/NAME)
+# and a log of every mgr-tool run (NAME.mgr.log in the results); status 1
+# when mgr-tool was not built.  vm_mgr VERB ARGS... runs mgr-tool on "/"
+# with that state directory, prints what it printed (stdout and stderr) and
+# returns its status.
+VM_MGR_TOOL=${HD_MGR_TOOL:-$HD_BUILDDIR/tests/manager/mgr-tool}
+
+vm_mgr_init() {
+    VM_MGR_STATE=/run/hostdev-vm/$1
+    VM_MGR_LOG=${HD_VM_RESULTS:-/tmp}/$1.mgr.log
+    rm -rf "$VM_MGR_STATE"
+    mkdir -p "$VM_MGR_STATE"
+    : >"$VM_MGR_LOG"
+    [ -x "$VM_MGR_TOOL" ]
+}
+
+vm_mgr() {
+    local out rc=0
+    out=$("$VM_MGR_TOOL" / "$VM_MGR_STATE" "$@" 2>&1) || rc=$?
+    {
+        echo "[$(vm_now_ms) ms] \$ mgr-tool $* -> status $rc"
+        [ -z "$out" ] || echo "$out"
+    } >>"$VM_MGR_LOG"
+    [ -z "$out" ] || echo "$out"
+    return "$rc"
+}
+
+# vm_mgr_xml FILE DOMAIN ADDR...: a libvirt <domain> with a managed PCI
+# <hostdev> per address.
+vm_mgr_xml() {
+    local file=$1 domain=$2 a d b s f
+    shift 2
+    {
+        echo "<domain type='kvm'><name>$domain</name><devices>"
+        for a in "$@"; do
+            IFS=':.' read -r d b s f <<<"$a"
+            echo "  <hostdev mode='subsystem' type='pci' managed='yes'><driver name='vfio'/>"
+            echo "    <source><address domain='0x$d' bus='0x$b' slot='0x$s' function='0x$f'/></source>"
+            echo "  </hostdev>"
+        done
+        echo "</devices></domain>"
+    } >"$file"
+}
+
+# vm_mgr_tracked OUTPUT ADDR: "STATE DOMAIN" of ADDR in mgr-tool's listing
+# OUTPUT, or "untracked".
+vm_mgr_tracked() {
+    local line
+    line=$(grep -m1 "^$2 " <<<"$1" || true)
+    if [ -n "$line" ]; then
+        awk '{print $2, $3}' <<<"$line"
+    else
+        echo untracked
+    fi
+}
+
+# vm_mgr_give_back_until TRIES ADDR...: mgr-tool give-back every 100 ms
+# until none of ADDR is tracked any more, at most TRIES times.  Prints the
+# number of runs it took; status 1 when it gave up.
+vm_mgr_give_back_until() {
+    local tries=$1 i a out left
+    shift
+    for ((i = 1; i <= tries; i++)); do
+        out=$(vm_mgr give-back) || true
+        left=0
+        for a in "$@"; do
+            grep -q "^$a " <<<"$out" && left=$((left + 1))
+        done
+        if [ "$left" -eq 0 ]; then
+            echo "$i"
+            return 0
+        fi
+        sleep 0.1
+    done
+    echo "$tries"
+    return 1
+}
+
+# vm_drivers ADDR...: "ADDR=DRIVER ..." (none when driverless).
+vm_drivers() {
+    local a d out=()
+    for a in "$@"; do
+        d=$(vm_driver "$a")
+        out+=("$a=${d:-none}")
+    done
+    echo "${out[*]}"
+}
+
+# vm_native_drivers ADDR...: what vm_drivers prints once every device is
+# back on its native driver.
+vm_native_drivers() {
+    local a out=()
+    for a in "$@"; do out+=("$a=$(vm_native_driver "$a")"); done
+    echo "${out[*]}"
+}
+
+# vm_kernel_trouble MARK ADDR...: the kernel's lines since MARK that report
+# trouble (a failed probe, an ownership conflict, a blocked unbind, a BUG or
+# WARNING) about one of ADDR or about no device in particular.
+vm_kernel_trouble() {
+    local mark=$1 a re=''
+    shift
+    for a in "$@"; do re+="${re:+|}${a//./\\.}"; done
+    vm_dmesg_since "$mark" |
+        grep -E "BUG|WARNING|Call Trace|Oops|($re).*(probe|fail|error|blocked|in use|refus|not viable|conflict)|(probe|fail).*($re)" ||
+        true
+}
+
+# vm_qemu_fds_on VAR PATTERN: how many of the nested QEMU's fds match PATTERN
+# (grep -E).
+vm_qemu_fds_on() {
+    local pid=${1}_pid
+    vm_fds "${!pid}" | grep -cE "$2" || true
+}
+
+# vm_wait_gone PID SECONDS: wait until PID has exited (status 1 if not).
+vm_wait_gone() {
+    local i
+    for ((i = 0; i < $2 * 10; i++)); do
+        kill -0 "$1" 2>/dev/null || return 0
+        sleep 0.1
+    done
+    ! kill -0 "$1" 2>/dev/null
+}
+
+# A holder with nothing but a device fd: vm_devfd_holder_start VAR ADDR opens
+# the device's group, sets a type1v2 container, gets the device fd, then
+# closes the group and container fds (as a process does that was handed
+# just the device fd) and waits for SIGTERM.  Sets VAR_pid and VAR_out;
+# status 1 if it failed.  Stop it with vm_holder_stop VAR.
+vm_devfd_holder_start() {
+    local var=$1 addr=$2 out pid i
+    out=$(mktemp /tmp/devfd.XXXXXX)
+    python3 -u - "$addr" "$(vm_group "$addr")" >"$out" 2>&1 <<'PY' &
+import ctypes, os, signal, sys, time
+addr, group = sys.argv[1], sys.argv[2]
+libc = ctypes.CDLL(None, use_errno=True)
+libc.ioctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p]
+VFIO = 0x3B64  # _IO(';', 100): VFIO_GET_API_VERSION; the others follow
+SET_IOMMU, SET_CONTAINER, GET_DEVICE_FD, TYPE1V2 = VFIO + 2, VFIO + 4, VFIO + 6, 3
+def ioctl(fd, req, arg):
+    r = libc.ioctl(fd, req, arg)
+    if r < 0:
+        e = ctypes.get_errno()
+        print("error", req - VFIO, os.strerror(e)); sys.exit(1)
+    return r
+gfd = os.open("/dev/vfio/" + group, os.O_RDWR)
+cfd = os.open("/dev/vfio/vfio", os.O_RDWR)
+container = ctypes.c_int(cfd)
+ioctl(gfd, SET_CONTAINER, ctypes.addressof(container))
+ioctl(cfd, SET_IOMMU, TYPE1V2)
+name = ctypes.create_string_buffer(addr.encode())
+dfd = ioctl(gfd, GET_DEVICE_FD, ctypes.addressof(name))
+os.close(gfd)
+os.close(cfd)
+print("device fd", dfd, "group and container closed")
+print("ready")
+signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
+while True:
+    time.sleep(3600)
+PY
+    pid=$!
+    printf -v "${var}_pid" %s "$pid"
+    printf -v "${var}_out" %s "$out"
+    for ((i = 0; i < 300; i++)); do
+        grep -q '^ready$' "$out" && return 0
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    wait "$pid" 2>/dev/null
+    return 1
 }
