@@ -234,7 +234,7 @@ simTreeAddDevice(simTree *tree, simDevice *dev)
     simTreeLink(tree, p, "%s/devices/%s", group_dir, dev->address);
     simTreeLink(tree, p, "sys/bus/pci/devices/%s", dev->address);
 
-    if (dev->driver) {
+    if (dev->driver && !dev->unbinding) {
         g_autofree char *driver_dir = g_strdup_printf("sys/bus/pci/drivers/%s",
                                                       dev->driver);
 

@@ -693,11 +693,18 @@ simModelUnbind(simModel *model, const char *driver,
             ret = -ENODEV;
         } else {
             /* vfio_unregister_group_dev() waits for the last user. */
-            if (simDriverIsVfio(driver) && (dev->in_use || dev->releasing))
+            if (simDriverIsVfio(driver) && (dev->in_use || dev->releasing)) {
                 simModelLog(model, "unbind-blocked", dev, driver, -1, pid, NULL);
+                dev->unbinding = TRUE;
+                model->tree_generation++;
+            }
             while (ret == 0 && (dev->in_use || dev->releasing)) {
                 if (!simModelWait(model))
                     ret = -ENODEV;
+            }
+            if (dev->unbinding) {
+                dev->unbinding = FALSE;
+                model->tree_generation++;
             }
             if (ret == 0)
                 simModelDetach(model, dev, pid);
@@ -976,7 +983,7 @@ simStateAddDevice(JsonBuilder *builder, const simDevice *dev)
     json_builder_set_member_name(builder, "address");
     json_builder_add_string_value(builder, dev->address);
     json_builder_set_member_name(builder, "driver");
-    if (dev->driver)
+    if (dev->driver && !dev->unbinding)
         json_builder_add_string_value(builder, dev->driver);
     else
         json_builder_add_null_value(builder);

@@ -58,6 +58,9 @@ struct _simDevice {
     int vfio_cdev;              /* X of vfio-dev/vfioX, -1 unless on vfio-pci */
     gboolean in_use;            /* held by a group fd or its cdev */
     gboolean releasing;         /* release after the last close pending */
+    /* An unbind is waiting in the driver's remove(): the kernel has already
+     * removed the "driver" link (driver_sysfs_remove() runs first). */
+    gboolean unbinding;
     gboolean cdev_open;
     pid_t cdev_holder;
     gboolean locked;            /* the kernel's device_lock */
