@@ -49,9 +49,24 @@ mount -t 9p -o "$opts,cache=loose,ro" hostroot /newroot || fail "cannot mount ho
 
 # Paths under /tmp or /run (a build dir in /tmp...) would vanish under the
 # tmpfs mounts: keep them (directories or files) with bind mounts and put
-# them back afterwards.
-n=0
+# them back afterwards.  A path inside one kept before (a scenario file in a
+# source dir under /tmp) comes back with it: its mount point could not be
+# made in the read-only share anyway.
+kept=""
 for p in $HD_VM_KEEP; do
+    case $p in
+        /tmp/*|/run/*|/var/tmp/*) ;;
+        *) continue ;;
+    esac
+    inside=""
+    for q in $kept; do
+        case $p in "$q"/*) inside=1 ;; esac
+    done
+    [ -n "$inside" ] || kept="$kept $p"
+done
+
+n=0
+for p in $kept; do
     case $p in
         /tmp/*|/run/*|/var/tmp/*)
             n=$((n + 1))
@@ -78,7 +93,7 @@ mount -t devpts -o ptmxmode=0666 devpts $r/dev/pts || fail "devpts"
 mount -t tmpfs -o mode=1777 tmpfs $r/dev/shm || fail "/dev/shm"
 
 n=0
-for p in $HD_VM_KEEP; do
+for p in $kept; do
     case $p in
         /tmp/*|/run/*|/var/tmp/*)
             n=$((n + 1))
