@@ -122,11 +122,21 @@ gboolean hdManagerRelease(hdManager *mgr, const char *domain, GArray *addrs, GEr
 /* Every device of @domain leaves it, as hdManagerRelease. */
 gboolean hdManagerReleaseDomain(hdManager *mgr, const char *domain, GError **error);
 
+/* Every device of @domain leaves it, but no group is given back yet:
+ * *groups (may be NULL) receives the groups left behind, each once, for the
+ * caller to give back (in parallel: hdManagerGiveBackGroup is thread-safe,
+ * and groups go back concurrently). */
+gboolean hdManagerLeaveDomain(hdManager *mgr, const char *domain, GArray **groups,
+                              GError **error);
+
 /* Groups whose devices all wait on the inactive list, with no member active. */
 GArray *hdManagerPendingGroups(hdManager *mgr);
 
 /* Try to give back group @group now.  Sets *given_back to FALSE (and returns
- * TRUE) when the group is not free yet: nothing was touched.  Returns FALSE
+ * TRUE) when the group is not free yet, or is being given back by another
+ * thread: nothing was touched.  The slow host work (resets, the kernel's
+ * release, probes) runs without the manager's lock; meanwhile the group is
+ * busy and operations on it are refused with HD_ERROR_IN_USE.  Returns FALSE
  * when giving back failed; the devices stay on the inactive list. */
 gboolean hdManagerGiveBackGroup(hdManager *mgr, unsigned int group, gboolean *given_back,
                                 GError **error);

@@ -40,6 +40,7 @@ struct _hdManager {
     hdGroupFreeFunc group_free;
     gpointer group_free_opaque;
     GMutex lock;                 /* everything above and below */
+    GHashTable *busy;            /* group + 1 -> being given back, lock not held */
     GArray *events;              /* hdQueuedEvent, not delivered yet */
     GArray *handlers;            /* hdEventHandler */
     guint next_handler_id;
@@ -334,49 +335,70 @@ hdManagerProbeForReturn(hdManager *mgr, const hdDeviceRecord *rec, GError **erro
  * (a bus reset hits every function on the bus).  Failures are reported and
  * do not stop the give-back, as libvirt's reattach does. */
 static void
-hdManagerResetForGiveBack(hdManager *mgr, GArray *addrs)
+hdManagerResetForGiveBack(hdManager *mgr, GPtrArray *recs)
 {
     guint i;
 
-    for (i = 0; i < addrs->len; i++) {
-        const hdPCIAddress *addr = &g_array_index(addrs, hdPCIAddress, i);
-        hdDeviceRecord *rec = hdRecordFind(mgr->records, addr, NULL);
+    for (i = 0; i < recs->len; i++) {
+        const hdDeviceRecord *rec = g_ptr_array_index(recs, i);
         g_autoptr(GError) local = NULL;
         g_autofree char *methods = NULL;
         char buf[HD_PCI_ADDRESS_STRLEN];
 
-        if (!rec->detached || !hdPCIDeviceIsVFIOBound(mgr->host, addr))
+        if (!rec->detached || !hdPCIDeviceIsVFIOBound(mgr->host, &rec->addr))
             continue;
-        if (!hdPCIDeviceGetResetMethod(mgr->host, addr, &methods, &local) || !methods)
+        if (!hdPCIDeviceGetResetMethod(mgr->host, &rec->addr, &methods, &local) || !methods)
             continue;
-        if (!hdPCIDeviceReset(mgr->host, addr, &local))
+        if (!hdPCIDeviceReset(mgr->host, &rec->addr, &local))
             g_warning(_("reset of %1$s before giving it back failed: %2$s"),
-                      hdAddr(addr, buf), local->message);
+                      hdAddr(&rec->addr, buf), local->message);
         hdCrashPoint("give-back-reset");
     }
 }
 
 
-/* The addresses of the records of @group that wait to be given back. */
-static GArray *
-hdManagerGroupGiveBackAddrs(hdManager *mgr, unsigned int group)
+/* Copies of the records of @group that wait to be given back. */
+static GPtrArray *
+hdManagerGroupGiveBackRecords(hdManager *mgr, unsigned int group)
 {
-    GArray *addrs = g_array_new(FALSE, FALSE, sizeof(hdPCIAddress));
+    GPtrArray *recs = hdDeviceRecordListNew();
     guint i;
 
     for (i = 0; i < mgr->records->len; i++) {
         hdDeviceRecord *rec = g_ptr_array_index(mgr->records, i);
 
         if (rec->group == group && rec->state == HD_DEVICE_INACTIVE && rec->give_back)
-            g_array_append_val(addrs, rec->addr);
+            g_ptr_array_add(recs, hdDeviceRecordCopy(rec));
     }
-    return addrs;
+    return recs;
+}
+
+
+static gboolean
+hdManagerGroupIsBusy(hdManager *mgr, unsigned int group)
+{
+    return g_hash_table_contains(mgr->busy, GUINT_TO_POINTER(group + 1));
+}
+
+
+/* Refuse to touch a group whose give-back is running. */
+static gboolean
+hdManagerCheckNotBusy(hdManager *mgr, unsigned int group, GError **error)
+{
+    if (hdManagerGroupIsBusy(mgr, group)) {
+        hdErrorSet(error, HD_ERROR_IN_USE,
+                   _("IOMMU group %1$u is being given back to the host; try again when it is "
+                     "done"),
+                   group);
+        return FALSE;
+    }
+    return TRUE;
 }
 
 
 /* Drop the record of @addr, which is back on its original driver. */
 static gboolean
-hdManagerForget(hdManager *mgr, const hdPCIAddress *addr, GError **error)
+hdManagerForgetLocked(hdManager *mgr, const hdPCIAddress *addr, GError **error)
 {
     g_autoptr(GPtrArray) next = hdDeviceRecordListCopy(mgr->records);
     guint index;
@@ -387,63 +409,107 @@ hdManagerForget(hdManager *mgr, const hdPCIAddress *addr, GError **error)
 }
 
 
-static gboolean
-hdManagerGiveBackGroupLocked(hdManager *mgr, unsigned int group, gboolean *given_back,
-                             GError **error)
+static void
+hdManagerQueueFailure(hdManager *mgr, unsigned int group, const GError *error)
 {
-    g_autoptr(GArray) addrs = hdManagerGroupGiveBackAddrs(mgr, group);
-    gboolean free_ = FALSE;
+    g_mutex_lock(&mgr->lock);
+    hdManagerQueueEvent(mgr, HD_EVENT_GIVE_BACK_FAILED, NULL, NULL, group, error->message);
+    g_mutex_unlock(&mgr->lock);
+}
+
+
+/* Step 3 for one member: its original driver, then its record dropped. */
+static gboolean
+hdManagerFinishReturn(hdManager *mgr, const hdDeviceRecord *rec, GError **error)
+{
+    gboolean ret;
+
+    if (!hdManagerProbeForReturn(mgr, rec, error))
+        return FALSE;
+    hdCrashPoint("give-back-returned");
+    g_mutex_lock(&mgr->lock);
+    if ((ret = hdManagerForgetLocked(mgr, &rec->addr, error)))
+        hdManagerQueueEvent(mgr, HD_EVENT_GROUP_GIVEN_BACK, NULL, &rec->addr, rec->group,
+                            NULL);
+    g_mutex_unlock(&mgr->lock);
+    return ret;
+}
+
+
+/* Steps 1 to 3 of a group give-back, on a claimed group, without the
+ * manager's lock: the kernel's release, resets and probes take seconds, and
+ * other groups go back meanwhile. */
+static gboolean
+hdManagerGiveBackClaimed(hdManager *mgr, unsigned int group, GPtrArray *recs,
+                         gboolean *given_back, GError **error)
+{
     gboolean ret = TRUE;
     guint i;
 
-    *given_back = FALSE;
-    if (addrs->len == 0 || hdManagerGroupActiveRecord(mgr, group))
-        return TRUE;
-    if (!hdManagerGroupIsFree(mgr, group, &free_, error))
-        return FALSE;
-    if (!free_)
-        return TRUE;
+    hdManagerResetForGiveBack(mgr, recs);
 
-    hdManagerResetForGiveBack(mgr, addrs);
-
-    /* Step 2: every member off vfio-pci; step 3: each back on its original
-     * driver, its record dropped once done.  A failing member stays on the
-     * inactive list; the others still go, but no host driver is probed
-     * while a member could not leave vfio-pci (it may still be held). */
-    for (i = 0; i < addrs->len; i++) {
-        const hdPCIAddress *addr = &g_array_index(addrs, hdPCIAddress, i);
+    /* Step 2: every member off vfio-pci (each unbind waits until the kernel
+     * has released the device); step 3: each back on its original driver.
+     * A failing member stays on the inactive list and the others still go,
+     * but no host driver is probed while a member could not leave vfio-pci
+     * (it may still be held). */
+    for (i = 0; i < recs->len; i++) {
         g_autoptr(GError) local = NULL;
 
-        if (!hdManagerUnbindForReturn(mgr, hdRecordFind(mgr->records, addr, NULL), &local)) {
-            hdManagerQueueEvent(mgr, HD_EVENT_GIVE_BACK_FAILED, NULL, NULL, group,
-                                local->message);
+        if (!hdManagerUnbindForReturn(mgr, g_ptr_array_index(recs, i), &local)) {
+            hdManagerQueueFailure(mgr, group, local);
             g_propagate_error(error, g_steal_pointer(&local));
             return FALSE;
         }
     }
-    for (i = 0; i < addrs->len; i++) {
-        const hdPCIAddress *addr = &g_array_index(addrs, hdPCIAddress, i);
+    for (i = 0; i < recs->len; i++) {
         g_autoptr(GError) local = NULL;
 
-        if (!hdManagerProbeForReturn(mgr, hdRecordFind(mgr->records, addr, NULL), &local)) {
-            hdManagerQueueEvent(mgr, HD_EVENT_GIVE_BACK_FAILED, NULL, NULL, group,
-                                local->message);
+        if (!hdManagerFinishReturn(mgr, g_ptr_array_index(recs, i), &local)) {
+            hdManagerQueueFailure(mgr, group, local);
             if (ret)
                 g_propagate_error(error, g_steal_pointer(&local));
             ret = FALSE;
-            continue;
         }
-        hdCrashPoint("give-back-returned");
-        if (!hdManagerForget(mgr, addr, &local)) {
-            hdManagerQueueEvent(mgr, HD_EVENT_GIVE_BACK_FAILED, NULL, NULL, group,
-                                local->message);
-            if (ret)
-                g_propagate_error(error, g_steal_pointer(&local));
-            return FALSE;
-        }
-        hdManagerQueueEvent(mgr, HD_EVENT_GROUP_GIVEN_BACK, NULL, addr, group, NULL);
     }
     *given_back = ret;
+    return ret;
+}
+
+
+/* Give back @group if it is free; the caller does not hold the lock.  The
+ * group is claimed (busy) for the duration, so nothing else touches it. */
+static gboolean
+hdManagerGiveBackGroupUnlocked(hdManager *mgr, unsigned int group, gboolean *given_back,
+                               GError **error)
+{
+    g_autoptr(GPtrArray) recs = NULL;
+    hdGroupFreeFunc group_free;
+    gpointer group_free_opaque;
+    gboolean free_ = FALSE;
+    gboolean ret = TRUE;
+
+    *given_back = FALSE;
+    g_mutex_lock(&mgr->lock);
+    recs = hdManagerGroupGiveBackRecords(mgr, group);
+    if (recs->len == 0 || hdManagerGroupActiveRecord(mgr, group) ||
+        hdManagerGroupIsBusy(mgr, group)) {
+        g_mutex_unlock(&mgr->lock);
+        return TRUE;
+    }
+    g_hash_table_add(mgr->busy, GUINT_TO_POINTER(group + 1));
+    group_free = mgr->group_free;
+    group_free_opaque = mgr->group_free_opaque;
+    g_mutex_unlock(&mgr->lock);
+
+    if (!group_free(mgr->host, group, &free_, group_free_opaque, error))
+        ret = FALSE;
+    else if (free_)
+        ret = hdManagerGiveBackClaimed(mgr, group, recs, given_back, error);
+
+    g_mutex_lock(&mgr->lock);
+    g_hash_table_remove(mgr->busy, GUINT_TO_POINTER(group + 1));
+    g_mutex_unlock(&mgr->lock);
     return ret;
 }
 
@@ -452,11 +518,8 @@ gboolean
 hdManagerGiveBackGroup(hdManager *mgr, unsigned int group, gboolean *given_back,
                        GError **error)
 {
-    gboolean ret;
+    gboolean ret = hdManagerGiveBackGroupUnlocked(mgr, group, given_back, error);
 
-    g_mutex_lock(&mgr->lock);
-    ret = hdManagerGiveBackGroupLocked(mgr, group, given_back, error);
-    g_mutex_unlock(&mgr->lock);
     hdManagerFlushEvents(mgr);
     return ret;
 }
@@ -497,10 +560,10 @@ hdManagerPendingGroups(hdManager *mgr)
 }
 
 
+/* Try @groups one after the other; the first error is reported. */
 static guint
-hdManagerGiveBackPendingLocked(hdManager *mgr, GError **error)
+hdManagerGiveBackGroups(hdManager *mgr, GArray *groups, GError **error)
 {
-    g_autoptr(GArray) groups = hdManagerPendingGroupsLocked(mgr);
     guint count = 0;
     guint i;
 
@@ -508,8 +571,8 @@ hdManagerGiveBackPendingLocked(hdManager *mgr, GError **error)
         g_autoptr(GError) local = NULL;
         gboolean given_back = FALSE;
 
-        if (!hdManagerGiveBackGroupLocked(mgr, g_array_index(groups, unsigned int, i),
-                                          &given_back, &local)) {
+        if (!hdManagerGiveBackGroupUnlocked(mgr, g_array_index(groups, unsigned int, i),
+                                            &given_back, &local)) {
             if (error && !*error)
                 g_propagate_error(error, g_steal_pointer(&local));
             continue;
@@ -523,11 +586,9 @@ hdManagerGiveBackPendingLocked(hdManager *mgr, GError **error)
 guint
 hdManagerGiveBackPending(hdManager *mgr, GError **error)
 {
-    guint count;
+    g_autoptr(GArray) groups = hdManagerPendingGroups(mgr);
+    guint count = hdManagerGiveBackGroups(mgr, groups, error);
 
-    g_mutex_lock(&mgr->lock);
-    count = hdManagerGiveBackPendingLocked(mgr, error);
-    g_mutex_unlock(&mgr->lock);
     hdManagerFlushEvents(mgr);
     return count;
 }
@@ -576,9 +637,10 @@ hdManagerHasPrepareRecords(hdManager *mgr)
 }
 
 
-/* Roll back a prepare: records first, then the host, group by group. */
+/* Roll back a prepare's records; the caller gives the devices back
+ * (hdManagerGiveBackPending) once it released the lock. */
 static void
-hdManagerRollbackPrepare(hdManager *mgr)
+hdManagerRollbackPrepareRecords(hdManager *mgr)
 {
     g_autoptr(GPtrArray) next = hdManagerRevertPrepareRecords(mgr->records);
     g_autoptr(GError) local = NULL;
@@ -589,7 +651,16 @@ hdManagerRollbackPrepare(hdManager *mgr)
         return;
     }
     hdCrashPoint("rollback-recorded");
-    hdManagerGiveBackPendingLocked(mgr, &local);
+}
+
+
+/* Give back what a failed prepare took; the caller does not hold the lock. */
+static void
+hdManagerRollbackPrepareHost(hdManager *mgr)
+{
+    g_autoptr(GError) local = NULL;
+
+    hdManagerGiveBackPending(mgr, &local);
     if (local)
         g_warning(_("rollback could not give every device back yet: %1$s"), local->message);
 }
@@ -642,6 +713,7 @@ hdManagerValidateDevice(hdManager *mgr, const char *domain, const hdHostdevDef *
         return FALSE;
     }
     if (!hdPCIDeviceGetIOMMUGroup(mgr->host, &def->addr, &item->group, error) ||
+        !hdManagerCheckNotBusy(mgr, item->group, error) ||
         !hdPCIDeviceGetDriver(mgr->host, &def->addr, &item->driver, error))
         return FALSE;
     if (rec && rec->state == HD_DEVICE_ACTIVE) {
@@ -810,10 +882,12 @@ hdManagerFinishPrepareRecords(GPtrArray *records)
 }
 
 
-/* Steps 2 to 4 of a prepare or a node detach, on validated @items. */
+/* Steps 2 to 4 of a prepare or a node detach, on validated @items.  On
+ * failure *rolled_back says the records were rolled back: the caller then
+ * gives the devices back with hdManagerRollbackPrepareHost, unlocked. */
 static gboolean
 hdManagerPrepareItems(hdManager *mgr, const char *domain, GArray *items, gboolean stay,
-                      GError **error)
+                      gboolean *rolled_back, GError **error)
 {
     g_autoptr(GPtrArray) next = hdManagerPrepareRecords(mgr, domain, items, stay);
     g_autoptr(GPtrArray) done = NULL;
@@ -824,13 +898,15 @@ hdManagerPrepareItems(hdManager *mgr, const char *domain, GArray *items, gboolea
     hdCrashPoint("prepare-recorded");
 
     if (!hdManagerPrepareBind(mgr, items, error)) {
-        hdManagerRollbackPrepare(mgr);
+        hdManagerRollbackPrepareRecords(mgr);
+        *rolled_back = TRUE;
         return FALSE;
     }
 
     done = hdManagerFinishPrepareRecords(mgr->records);
     if (!hdManagerCommit(mgr, done, error)) {
-        hdManagerRollbackPrepare(mgr);
+        hdManagerRollbackPrepareRecords(mgr);
+        *rolled_back = TRUE;
         return FALSE;
     }
     hdCrashPoint("prepare-committed");
@@ -895,6 +971,7 @@ hdManagerPrepare(hdManager *mgr, const char *domain, GPtrArray *hostdevs, unsign
                  GError **error)
 {
     g_autoptr(GArray) items = g_array_new(FALSE, TRUE, sizeof(hdPrepareItem));
+    gboolean rolled_back = FALSE;
     gboolean ret = FALSE;
 
     g_array_set_clear_func(items, (GDestroyNotify)hdPrepareItemClear);
@@ -905,8 +982,10 @@ hdManagerPrepare(hdManager *mgr, const char *domain, GPtrArray *hostdevs, unsign
 
     g_mutex_lock(&mgr->lock);
     if (hdManagerValidatePrepare(mgr, domain, hostdevs, flags, items, error))
-        ret = hdManagerPrepareItems(mgr, domain, items, FALSE, error);
+        ret = hdManagerPrepareItems(mgr, domain, items, FALSE, &rolled_back, error);
     g_mutex_unlock(&mgr->lock);
+    if (rolled_back)
+        hdManagerRollbackPrepareHost(mgr);
     hdManagerFlushEvents(mgr);
     return ret;
 }
@@ -947,47 +1026,98 @@ hdManagerReleaseRecords(hdManager *mgr, const char *domain, GArray *addrs, GArra
 }
 
 
+/* @addrs leave @domain in the records; *groups gets their groups (each
+ * once), to be given back once the lock is released. */
 static gboolean
-hdManagerReleaseLocked(hdManager *mgr, const char *domain, GArray *addrs, GError **error)
+hdManagerReleaseLocked(hdManager *mgr, const char *domain, GArray *addrs, GArray *groups,
+                       GError **error)
 {
-    g_autoptr(GArray) groups = g_array_new(FALSE, FALSE, sizeof(unsigned int));
-    g_autoptr(GPtrArray) next = hdManagerReleaseRecords(mgr, domain, addrs, groups, error);
+    g_autoptr(GArray) per_addr = g_array_new(FALSE, FALSE, sizeof(unsigned int));
+    g_autoptr(GPtrArray) next = hdManagerReleaseRecords(mgr, domain, addrs, per_addr, error);
     guint i;
+    guint j;
 
     if (!next || !hdManagerCommit(mgr, next, error))
         return FALSE;
     hdCrashPoint("release-recorded");
-    for (i = 0; i < addrs->len; i++)
+    for (i = 0; i < addrs->len; i++) {
+        unsigned int group = g_array_index(per_addr, unsigned int, i);
+        gboolean seen = FALSE;
+
         hdManagerQueueEvent(mgr, HD_EVENT_DEVICE_RELEASED, domain,
-                            &g_array_index(addrs, hdPCIAddress, i),
-                            g_array_index(groups, unsigned int, i), NULL);
-
-    /* The devices have left the domain; a group that cannot be given back
-     * yet stays pending and is retried when something changes. */
-    for (i = 0; i < groups->len; i++) {
-        g_autoptr(GError) local = NULL;
-        gboolean given_back;
-
-        if (!hdManagerGiveBackGroupLocked(mgr, g_array_index(groups, unsigned int, i),
-                                          &given_back, &local))
-            g_warning(_("IOMMU group %1$u stays on the inactive list: %2$s"),
-                      g_array_index(groups, unsigned int, i), local->message);
+                            &g_array_index(addrs, hdPCIAddress, i), group, NULL);
+        for (j = 0; j < groups->len; j++)
+            seen |= g_array_index(groups, unsigned int, j) == group;
+        if (!seen)
+            g_array_append_val(groups, group);
     }
     return TRUE;
+}
+
+
+/* The devices have left the domain; a group that cannot be given back yet
+ * stays pending and is retried when something changes. */
+static void
+hdManagerGiveBackReleased(hdManager *mgr, GArray *groups)
+{
+    g_autoptr(GError) local = NULL;
+
+    hdManagerGiveBackGroups(mgr, groups, &local);
+    if (local)
+        g_warning(_("a released IOMMU group stays on the inactive list: %1$s"),
+                  local->message);
 }
 
 
 gboolean
 hdManagerRelease(hdManager *mgr, const char *domain, GArray *addrs, GError **error)
 {
+    g_autoptr(GArray) groups = g_array_new(FALSE, FALSE, sizeof(unsigned int));
     gboolean ret;
 
     if (!hdManagerCheckDomainName(domain, error))
         return FALSE;
     g_mutex_lock(&mgr->lock);
-    ret = hdManagerReleaseLocked(mgr, domain, addrs, error);
+    ret = hdManagerReleaseLocked(mgr, domain, addrs, groups, error);
+    g_mutex_unlock(&mgr->lock);
+    hdManagerGiveBackReleased(mgr, groups);
+    hdManagerFlushEvents(mgr);
+    return ret;
+}
+
+
+static GArray *
+hdManagerDomainAddrsLocked(hdManager *mgr, const char *domain)
+{
+    GArray *addrs = g_array_new(FALSE, FALSE, sizeof(hdPCIAddress));
+    guint i;
+
+    for (i = 0; i < mgr->records->len; i++) {
+        hdDeviceRecord *rec = g_ptr_array_index(mgr->records, i);
+
+        if (rec->state == HD_DEVICE_ACTIVE && g_strcmp0(rec->domain, domain) == 0)
+            g_array_append_val(addrs, rec->addr);
+    }
+    return addrs;
+}
+
+
+gboolean
+hdManagerLeaveDomain(hdManager *mgr, const char *domain, GArray **groups, GError **error)
+{
+    g_autoptr(GArray) left = g_array_new(FALSE, FALSE, sizeof(unsigned int));
+    g_autoptr(GArray) addrs = NULL;
+    gboolean ret;
+
+    if (!hdManagerCheckDomainName(domain, error))
+        return FALSE;
+    g_mutex_lock(&mgr->lock);
+    addrs = hdManagerDomainAddrsLocked(mgr, domain);
+    ret = hdManagerReleaseLocked(mgr, domain, addrs, left, error);
     g_mutex_unlock(&mgr->lock);
     hdManagerFlushEvents(mgr);
+    if (ret && groups)
+        *groups = g_steal_pointer(&left);
     return ret;
 }
 
@@ -995,23 +1125,13 @@ hdManagerRelease(hdManager *mgr, const char *domain, GArray *addrs, GError **err
 gboolean
 hdManagerReleaseDomain(hdManager *mgr, const char *domain, GError **error)
 {
-    g_autoptr(GArray) addrs = g_array_new(FALSE, FALSE, sizeof(hdPCIAddress));
-    gboolean ret;
-    guint i;
+    g_autoptr(GArray) groups = NULL;
 
-    if (!hdManagerCheckDomainName(domain, error))
+    if (!hdManagerLeaveDomain(mgr, domain, &groups, error))
         return FALSE;
-    g_mutex_lock(&mgr->lock);
-    for (i = 0; i < mgr->records->len; i++) {
-        hdDeviceRecord *rec = g_ptr_array_index(mgr->records, i);
-
-        if (rec->state == HD_DEVICE_ACTIVE && g_strcmp0(rec->domain, domain) == 0)
-            g_array_append_val(addrs, rec->addr);
-    }
-    ret = hdManagerReleaseLocked(mgr, domain, addrs, error);
-    g_mutex_unlock(&mgr->lock);
+    hdManagerGiveBackReleased(mgr, groups);
     hdManagerFlushEvents(mgr);
-    return ret;
+    return TRUE;
 }
 
 
@@ -1031,7 +1151,8 @@ hdManagerCheckIdle(hdManager *mgr, const hdPCIAddress *addr, unsigned int *group
                    buf);
         return FALSE;
     }
-    if (!hdPCIDeviceGetIOMMUGroup(mgr->host, addr, group, error))
+    if (!hdPCIDeviceGetIOMMUGroup(mgr->host, addr, group, error) ||
+        !hdManagerCheckNotBusy(mgr, *group, error))
         return FALSE;
     if ((active = hdManagerGroupActiveRecord(mgr, *group))) {
         hdErrorSet(error, HD_ERROR_IN_USE,
@@ -1061,6 +1182,7 @@ hdManagerNodeDetach(hdManager *mgr, const hdPCIAddress *addr, GArray **siblings,
     g_autoptr(GArray) follow = g_array_new(FALSE, FALSE, sizeof(hdPCIAddress));
     hdPrepareItem item = { .addr = *addr, .managed = TRUE };
     hdDeviceRecord *rec;
+    gboolean rolled_back = FALSE;
     gboolean ret = FALSE;
     guint i;
 
@@ -1078,7 +1200,7 @@ hdManagerNodeDetach(hdManager *mgr, const hdPCIAddress *addr, GArray **siblings,
         hdRecordFind(next, addr, NULL)->give_back = FALSE;
         if (!hdManagerCommit(mgr, next, error))
             goto cleanup;
-    } else if (!hdManagerPrepareItems(mgr, NULL, items, TRUE, error)) {
+    } else if (!hdManagerPrepareItems(mgr, NULL, items, TRUE, &rolled_back, error)) {
         goto cleanup;
     }
 
@@ -1100,6 +1222,8 @@ hdManagerNodeDetach(hdManager *mgr, const hdPCIAddress *addr, GArray **siblings,
 
  cleanup:
     g_mutex_unlock(&mgr->lock);
+    if (rolled_back)
+        hdManagerRollbackPrepareHost(mgr);
     return ret;
 }
 
@@ -1125,7 +1249,7 @@ hdManagerNodeReattach(hdManager *mgr, const hdPCIAddress *addr, GError **error)
         goto cleanup;
     }
     if (hdManagerUnbindForReturn(mgr, rec, error) && hdManagerProbeForReturn(mgr, rec, error))
-        ret = hdManagerForget(mgr, addr, error);
+        ret = hdManagerForgetLocked(mgr, addr, error);
 
  cleanup:
     g_mutex_unlock(&mgr->lock);
@@ -1235,19 +1359,14 @@ hdManagerCheckActiveRecords(hdManager *mgr)
 }
 
 
-/* Bring the records in line with the host after a restart: finish or undo
- * what a crash interrupted. */
+/* Bring the records in line with the host after a restart: undo what a
+ * crash interrupted; the caller then finishes pending give-backs. */
 static void
-hdManagerReconcile(hdManager *mgr)
+hdManagerReconcileLocked(hdManager *mgr)
 {
-    g_autoptr(GError) local = NULL;
-
     if (hdManagerHasPrepareRecords(mgr))
-        hdManagerRollbackPrepare(mgr);
+        hdManagerRollbackPrepareRecords(mgr);
     hdManagerCheckActiveRecords(mgr);
-    hdManagerGiveBackPendingLocked(mgr, &local);
-    if (local)
-        g_warning(_("some IOMMU groups stay on the inactive list: %1$s"), local->message);
 }
 
 
@@ -1255,8 +1374,10 @@ hdManager *
 hdManagerOpen(hdHost *host, const char *state_dir, GError **error)
 {
     g_autoptr(hdManager) mgr = g_new0(hdManager, 1);
+    g_autoptr(GError) local = NULL;
 
     g_mutex_init(&mgr->lock);
+    mgr->busy = g_hash_table_new(g_direct_hash, g_direct_equal);
     g_rec_mutex_init(&mgr->dispatch_lock);
     mgr->events = g_array_new(FALSE, TRUE, sizeof(hdQueuedEvent));
     g_array_set_clear_func(mgr->events, (GDestroyNotify)hdQueuedEventClear);
@@ -1273,8 +1394,11 @@ hdManagerOpen(hdHost *host, const char *state_dir, GError **error)
         return NULL;
 
     g_mutex_lock(&mgr->lock);
-    hdManagerReconcile(mgr);
+    hdManagerReconcileLocked(mgr);
     g_mutex_unlock(&mgr->lock);
+    hdManagerGiveBackPending(mgr, &local);
+    if (local)
+        g_warning(_("some IOMMU groups stay on the inactive list: %1$s"), local->message);
     return g_steal_pointer(&mgr);
 }
 
@@ -1288,6 +1412,7 @@ hdManagerFree(hdManager *mgr)
         close(mgr->lock_fd);
     g_clear_pointer(&mgr->records, g_ptr_array_unref);
     g_clear_pointer(&mgr->events, g_array_unref);
+    g_clear_pointer(&mgr->busy, g_hash_table_unref);
     g_clear_pointer(&mgr->handlers, g_array_unref);
     g_clear_pointer(&mgr->host, hdHostUnref);
     g_free(mgr->state_dir);
