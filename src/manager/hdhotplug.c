@@ -346,6 +346,16 @@ hdHotplugWatchInBackground(hdHotplug *hotplug, hdQmp *qmp, unsigned int group)
 }
 
 
+/* The manager gives a group back from hdManagerRelease when it is free
+ * already: count those too. */
+static void
+hdHotplugOnManagerEvent(hdManager *mgr, const hdEvent *event, gpointer opaque)
+{
+    if (event->type == HD_EVENT_GROUP_GIVEN_BACK)
+        g_hash_table_add(opaque, GUINT_TO_POINTER(event->group + 1));
+}
+
+
 static gboolean
 hdHotplugIsPending(hdHotplug *hotplug, unsigned int group)
 {
@@ -424,16 +434,16 @@ hdHotplugGiveBackGroups(hdHotplug *hotplug, hdQmp *qmp, GHashTable *per_group,
         g_autoptr(GError) error = NULL;
         gboolean given_back = FALSE;
 
-        /* A sibling still in the guest, or an unmanaged device: not ours. */
+        /* Given back already, a sibling still in the guest, or an
+         * unmanaged device: nothing to wait for. */
         if (!hdHotplugIsPending(hotplug, group))
             continue;
         if (hdHotplugGiveBackWhenFree(hotplug, qmp, group, (guint)left, &given_back, &error)) {
-            result->groups_given_back += given_back;
             if (!given_back && hdHotplugIsPending(hotplug, group))
                 hdHotplugWatchInBackground(hotplug, qmp, group);
             continue;
         }
-        g_warning("%s", error->message);
+        /* The caller reports it: hdHotplugResult.problem. */
         hdHotplugAddProblem(result, error->message);
         if (g_error_matches(error, HD_ERROR, HD_ERROR_TIMEOUT)) {
             hdHotplugWatchInBackground(hotplug, qmp, group);
@@ -505,11 +515,19 @@ hdHotplugDetach(hdHotplug *hotplug, hdQmp *qmp, const char *domain, GPtrArray *h
     /* Step 4: the deleted devices leave the domain. */
     addrs = hdHotplugDeletedAddrs(&unplug, per_group);
     if (addrs->len > 0) {
-        if (!hdManagerRelease(hotplug->mgr, domain, addrs, error))
-            return FALSE;
-        result->released = addrs->len;
+        g_autoptr(GHashTable) given_back = g_hash_table_new(NULL, NULL);
+        guint id = hdManagerAddEventHandler(hotplug->mgr, hdHotplugOnManagerEvent, given_back);
+        gboolean released = hdManagerRelease(hotplug->mgr, domain, addrs, error);
+
         /* Step 5: give their groups back once nobody holds them. */
-        hdHotplugGiveBackGroups(hotplug, qmp, per_group, opts, result);
+        if (released) {
+            result->released = addrs->len;
+            hdHotplugGiveBackGroups(hotplug, qmp, per_group, opts, result);
+        }
+        hdManagerRemoveEventHandler(hotplug->mgr, id);
+        result->groups_given_back = g_hash_table_size(given_back);
+        if (!released)
+            return FALSE;
     }
     hdHotplugResultClear(&ignored);
     if (unplug_error) {

@@ -219,7 +219,7 @@ hdReleaseWatchNew(const char *const *paths, const hdReleaseWatchOptions *opts,
                   GMainContext *ctx, hdReleaseFreeFunc func, gpointer opaque, GError **error)
 {
     static const hdReleaseWatchOptions defaults = { 0 };
-    g_autoptr(hdReleaseWatch) watch = g_new0(hdReleaseWatch, 1);
+    g_autoptr(hdReleaseWatch) watch = NULL;
 
     if (!opts)
         opts = &defaults;
@@ -227,6 +227,7 @@ hdReleaseWatchNew(const char *const *paths, const hdReleaseWatchOptions *opts,
         hdErrorSet(error, HD_ERROR_INVALID_ARG, "%s", _("no file to watch for holders"));
         return NULL;
     }
+    watch = g_new0(hdReleaseWatch, 1);
     watch->paths = g_strdupv((char **)paths);
     watch->proc_root = g_strdup(opts->proc_root ? opts->proc_root : HD_PROC_ROOT);
     watch->pid = opts->pid;
