@@ -95,10 +95,14 @@ void hdManagerRemoveEventHandler(hdManager *mgr, guint id);
  * what sysfs shows: interrupted prepares are rolled back, interrupted
  * give-backs are finished when their group is free. */
 hdManager *hdManagerOpen(hdHost *host, const char *state_dir, GError **error);
+/* The manager is reference counted (work finishing in the background holds a
+ * reference); hdManagerFree drops one. */
+hdManager *hdManagerRef(hdManager *mgr);
 void hdManagerFree(hdManager *mgr);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(hdManager, hdManagerFree)
 
 hdHost *hdManagerGetHost(hdManager *mgr);
+const char *hdManagerGetStateDir(hdManager *mgr);
 
 void hdManagerSetGroupFreeFunc(hdManager *mgr, hdGroupFreeFunc func, gpointer opaque);
 

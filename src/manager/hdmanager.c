@@ -32,6 +32,7 @@ typedef struct {
 } hdEventHandler;
 
 struct _hdManager {
+    gint refs;
     hdHost *host;
     char *state_dir;
     char *state_path;
@@ -1376,6 +1377,7 @@ hdManagerOpen(hdHost *host, const char *state_dir, GError **error)
     g_autoptr(hdManager) mgr = g_new0(hdManager, 1);
     g_autoptr(GError) local = NULL;
 
+    mgr->refs = 1;
     g_mutex_init(&mgr->lock);
     mgr->busy = g_hash_table_new(g_direct_hash, g_direct_equal);
     g_rec_mutex_init(&mgr->dispatch_lock);
@@ -1403,10 +1405,18 @@ hdManagerOpen(hdHost *host, const char *state_dir, GError **error)
 }
 
 
+hdManager *
+hdManagerRef(hdManager *mgr)
+{
+    g_atomic_int_inc(&mgr->refs);
+    return mgr;
+}
+
+
 void
 hdManagerFree(hdManager *mgr)
 {
-    if (!mgr)
+    if (!mgr || !g_atomic_int_dec_and_test(&mgr->refs))
         return;
     if (mgr->lock_fd >= 0)
         close(mgr->lock_fd);
@@ -1427,6 +1437,13 @@ hdHost *
 hdManagerGetHost(hdManager *mgr)
 {
     return mgr->host;
+}
+
+
+const char *
+hdManagerGetStateDir(hdManager *mgr)
+{
+    return mgr->state_dir;
 }
 
 

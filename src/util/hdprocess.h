@@ -1,0 +1,25 @@
+/*
+ * hdprocess.h: signalling and waiting for a process through a pidfd
+ *
+ * A pidfd names one process for good: signals cannot reach a new process
+ * that reused the pid, and poll() on it says when the process exited
+ * (whether or not it is our child).
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#pragma once
+
+#include <sys/types.h>
+
+#include <glib.h>
+
+/* A pidfd for @pid in *pidfd, or -1 there when the process is already gone. */
+gboolean hdPidfdOpen(pid_t pid, int *pidfd, GError **error);
+
+gboolean hdPidfdSendSignal(int pidfd, pid_t pid, int sig, GError **error);
+
+/* Wait up to @timeout_ms for the process to exit; TRUE if it did. */
+gboolean hdPidfdWait(int pidfd, guint timeout_ms);
+
+/* How many fds process @pid has open (-1 if it is gone or unreadable). */
+int hdProcessCountFds(const char *proc_root, pid_t pid);

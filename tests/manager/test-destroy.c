@@ -1,0 +1,342 @@
+/*
+ * test-destroy.c: destroy of a guest, groups given back in parallel
+ *
+ * The guest's QEMU is a child process holding its groups' /dev/vfio files
+ * open, as QEMU does; how it reacts to SIGTERM is up to each test.
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include <fcntl.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "hostdev/destroy.h"
+#include "hostdev/error.h"
+#include "mgrtest.h"
+
+typedef enum {
+    QEMU_EXITS,             /* SIGTERM ends it */
+    QEMU_IGNORES_TERM,      /* only SIGKILL does */
+    QEMU_EXITS_SLOWLY,      /* takes its time to shut down after SIGTERM */
+} QemuKind;
+
+typedef struct {
+    hdSimHost *sim;
+    hdHost *host;
+    char *state_dir;
+    hdManager *mgr;
+    pid_t qemu;
+    GArray *progress;       /* guint: given back so far, per call */
+    guint progress_total;
+    GMutex progress_lock;
+} Fixture;
+
+
+static void
+fixtureStart(Fixture *f, const char *topology)
+{
+    g_autoptr(GError) error = NULL;
+
+    f->sim = hdSimHostStart(topology, NULL, &error);
+    g_assert_no_error(error);
+    f->host = hdHostNew(hdSimHostRoot(f->sim));
+    f->state_dir = g_dir_make_tmp("hddestroy-XXXXXX", &error);
+    g_assert_no_error(error);
+    f->mgr = hdManagerOpen(f->host, f->state_dir, &error);
+    g_assert_no_error(error);
+    f->progress = g_array_new(FALSE, FALSE, sizeof(guint));
+    g_mutex_init(&f->progress_lock);
+}
+
+
+static void
+fixtureStop(Fixture *f)
+{
+    if (f->qemu > 0) {
+        kill(f->qemu, SIGKILL);
+        waitpid(f->qemu, NULL, 0);
+    }
+    g_clear_pointer(&f->mgr, hdManagerFree);
+    g_clear_pointer(&f->host, hdHostUnref);
+    g_clear_pointer(&f->sim, hdSimHostStop);
+    mgrtestRemoveTree(f->state_dir);
+    g_free(f->state_dir);
+    g_array_unref(f->progress);
+    g_mutex_clear(&f->progress_lock);
+}
+
+
+static void
+testProgress(guint given_back, guint total, gpointer opaque)
+{
+    Fixture *f = opaque;
+
+    g_mutex_lock(&f->progress_lock);
+    g_array_append_val(f->progress, given_back);
+    f->progress_total = total;
+    g_mutex_unlock(&f->progress_lock);
+}
+
+
+/* Assign @count GPUs with their audio functions (whole groups) to "guest". */
+static GPtrArray *
+testAssignGpus(Fixture *f, guint count)
+{
+    g_autoptr(GPtrArray) gpus = mgrtestDevicesOn(f->sim, "nvidia");
+    g_autoptr(GPtrArray) defs = g_ptr_array_new_with_free_func((GDestroyNotify)hdHostdevDefFree);
+    g_autoptr(GError) error = NULL;
+    guint i;
+
+    g_assert_cmpuint(gpus->len, >=, count);
+    g_ptr_array_set_size(gpus, count);
+    for (i = 0; i < count; i++) {
+        hdHostdevDef *def = g_new0(hdHostdevDef, 1);
+
+        def->addr = mgrtestAddr(g_ptr_array_index(gpus, i));
+        def->managed = TRUE;
+        g_ptr_array_add(defs, def);
+    }
+    g_assert_true(hdManagerPrepare(f->mgr, "guest", defs, HD_PREPARE_WHOLE_GROUP, &error));
+    g_assert_no_error(error);
+    return g_steal_pointer(&gpus);
+}
+
+
+/* Start the guest's QEMU: a child holding the groups of @gpus. */
+static void
+testStartQemu(Fixture *f, GPtrArray *gpus, QemuKind kind)
+{
+    g_autoptr(GPtrArray) nodes = g_ptr_array_new_with_free_func(g_free);
+    int ready[2];
+    char byte = 0;
+    guint i;
+
+    for (i = 0; i < gpus->len; i++) {
+        hdPCIAddress addr = mgrtestAddr(g_ptr_array_index(gpus, i));
+        unsigned int group = 0;
+
+        g_assert_true(hdPCIDeviceGetIOMMUGroup(f->host, &addr, &group, NULL));
+        g_ptr_array_add(nodes, hdIOMMUGroupDevPath(f->host, group));
+    }
+    g_assert_cmpint(pipe(ready), ==, 0);
+    f->qemu = fork();
+    g_assert_cmpint(f->qemu, >=, 0);
+    if (f->qemu == 0) {
+        /* Only async-signal-safe calls from here on. */
+        close(ready[0]);
+        if (kind == QEMU_IGNORES_TERM)
+            signal(SIGTERM, SIG_IGN);
+        for (i = 0; i < nodes->len; i++) {
+            if (open(g_ptr_array_index(nodes, i), O_RDWR) < 0)
+                _exit(1);
+        }
+        if (write(ready[1], "r", 1) != 1)
+            _exit(1);
+        if (kind == QEMU_EXITS_SLOWLY) {
+            sigset_t set;
+            int sig;
+
+            sigemptyset(&set);
+            sigaddset(&set, SIGTERM);
+            sigprocmask(SIG_BLOCK, &set, NULL);
+            sigwait(&set, &sig);
+            usleep(300 * 1000);
+            _exit(0);
+        }
+        for (;;)
+            pause();
+    }
+    close(ready[1]);
+    g_assert_cmpint(read(ready[0], &byte, 1), ==, 1);
+    close(ready[0]);
+}
+
+
+static void
+testReapQemu(Fixture *f)
+{
+    g_assert_cmpint(waitpid(f->qemu, NULL, 0), ==, f->qemu);
+    f->qemu = 0;
+}
+
+
+static void
+testAssertAllHome(Fixture *f)
+{
+    g_autoptr(GPtrArray) on_vfio = mgrtestDevicesOn(f->sim, "vfio-pci");
+    g_autoptr(GPtrArray) tracked = hdManagerListTracked(f->mgr);
+
+    g_assert_cmpuint(on_vfio->len, ==, 0);
+    g_assert_cmpuint(tracked->len, ==, 0);
+    g_assert_cmpuint(hdSimHostViolations(f->sim), ==, 0);
+}
+
+
+/* 16 GPUs: every group comes back, progress counts up to 32 devices. */
+static void
+testDestroyMany(void)
+{
+    Fixture f = { 0 };
+    g_autoptr(GPtrArray) gpus = NULL;
+    g_autoptr(hdDestroyReport) report = NULL;
+    g_autoptr(GError) error = NULL;
+    hdDestroyOptions opts = { .progress = testProgress, .progress_opaque = &f };
+    guint i;
+
+    fixtureStart(&f, "gpu16");
+    g_assert_true(hdSimHostCtl(f.sim, "cost all release_ms 100", &error));
+    g_assert_true(hdSimHostCtl(f.sim, "cost all probe_ms 20", &error));
+    gpus = testAssignGpus(&f, 16);
+    testStartQemu(&f, gpus, QEMU_EXITS);
+
+    g_assert_true(hdDestroyDomain(f.mgr, "guest", f.qemu, &opts, &report, &error));
+    g_assert_no_error(error);
+    testReapQemu(&f);
+    g_assert_cmpuint(report->devices, ==, 32);
+    g_assert_cmpuint(report->given_back, ==, 32);
+    g_assert_false(report->killed);
+    g_assert_cmpuint(report->problems->len, ==, 0);
+    testAssertAllHome(&f);
+
+    g_assert_cmpuint(f.progress->len, ==, 16);
+    g_assert_cmpuint(f.progress_total, ==, 32);
+    for (i = 1; i < f.progress->len; i++)
+        g_assert_cmpuint(g_array_index(f.progress, guint, i), >,
+                         g_array_index(f.progress, guint, i - 1));
+    g_assert_cmpuint(g_array_index(f.progress, guint, f.progress->len - 1), ==, 32);
+    /* The per-device allowance now follows what was measured here. */
+    g_assert_cmpuint(hdDestroyPerDeviceMs(f.mgr), >=, 2000);
+    fixtureStop(&f);
+}
+
+
+static void
+testDestroyIgnoresSigterm(void)
+{
+    Fixture f = { 0 };
+    g_autoptr(GPtrArray) gpus = NULL;
+    g_autoptr(hdDestroyReport) report = NULL;
+    g_autoptr(GError) error = NULL;
+    hdDestroyOptions opts = { .term_wait_ms = 200, .per_device_ms = 100 };
+
+    fixtureStart(&f, "small");
+    gpus = testAssignGpus(&f, 1);
+    testStartQemu(&f, gpus, QEMU_IGNORES_TERM);
+    g_assert_true(hdDestroyDomain(f.mgr, "guest", f.qemu, &opts, &report, &error));
+    g_assert_no_error(error);
+    testReapQemu(&f);
+    g_assert_true(report->killed);
+    g_assert_cmpuint(report->given_back, ==, 2);
+    testAssertAllHome(&f);
+    fixtureStop(&f);
+}
+
+
+static void
+testDestroyQemuExitsWhileWaiting(void)
+{
+    Fixture f = { 0 };
+    g_autoptr(GPtrArray) gpus = NULL;
+    g_autoptr(hdDestroyReport) report = NULL;
+    g_autoptr(GError) error = NULL;
+
+    fixtureStart(&f, "small");
+    gpus = testAssignGpus(&f, 1);
+    testStartQemu(&f, gpus, QEMU_EXITS_SLOWLY);
+    g_assert_true(hdDestroyDomain(f.mgr, "guest", f.qemu, NULL, &report, &error));
+    g_assert_no_error(error);
+    testReapQemu(&f);
+    g_assert_false(report->killed);
+    g_assert_cmpfloat(report->terminate_s, >=, 0.25);
+    g_assert_cmpuint(report->given_back, ==, 2);
+    testAssertAllHome(&f);
+    fixtureStop(&f);
+}
+
+
+/* One group's kernel release hangs: the others come back, that group is
+ * reported, and it comes back by itself once the kernel is done. */
+static void
+testDestroyOneGroupHangs(void)
+{
+    Fixture f = { 0 };
+    g_autoptr(GPtrArray) gpus = NULL;
+    g_autoptr(hdDestroyReport) report = NULL;
+    g_autoptr(GError) error = NULL;
+    g_autofree char *fault = NULL;
+    g_autofree char *group = NULL;
+    hdDestroyOptions opts = { .release_wait_ms = 300, .per_device_ms = 100 };
+    unsigned int stuck = 0;
+    hdPCIAddress addr;
+    guint i;
+
+    fixtureStart(&f, "gpu16");
+    g_assert_true(hdSimHostCtl(f.sim, "cost all release_ms 20", &error));
+    g_assert_true(hdSimHostCtl(f.sim, "cost all probe_ms 0", &error));
+    gpus = testAssignGpus(&f, 3);
+    addr = mgrtestAddr(g_ptr_array_index(gpus, 1));
+    g_assert_true(hdPCIDeviceGetIOMMUGroup(f.host, &addr, &stuck, NULL));
+    fault = g_strdup_printf("fault %s release hang", (char *)g_ptr_array_index(gpus, 1));
+    g_assert_true(hdSimHostCtl(f.sim, fault, &error));
+    testStartQemu(&f, gpus, QEMU_EXITS);
+
+    g_assert_true(hdDestroyDomain(f.mgr, "guest", f.qemu, &opts, &report, &error));
+    g_assert_no_error(error);
+    testReapQemu(&f);
+    g_assert_cmpuint(report->given_back, ==, 4);
+    g_assert_cmpuint(report->problems->len, ==, 1);
+    group = g_strdup_printf("IOMMU group %u", stuck);
+    g_assert_nonnull(strstr(g_ptr_array_index(report->problems, 0), group));
+    mgrtestAssertDriver(f.sim, g_ptr_array_index(gpus, 0), "nvidia");
+    mgrtestAssertDriver(f.sim, g_ptr_array_index(gpus, 2), "nvidia");
+    g_assert_cmpuint(hdSimHostViolations(f.sim), ==, 0);
+
+    /* The kernel finishes: the group goes home on its own. */
+    g_assert_true(hdSimHostCtl(f.sim, "unhang", &error));
+    for (i = 0; i < 500; i++) {
+        g_autoptr(GPtrArray) tracked = hdManagerListTracked(f.mgr);
+
+        if (tracked->len == 0)
+            break;
+        g_usleep(10 * 1000);
+    }
+    testAssertAllHome(&f);
+    fixtureStop(&f);
+}
+
+
+/* The GPU is the domain's; its audio sibling belongs to no one (detached
+ * for the whole group).  Destroy takes both home; QEMU is already gone. */
+static void
+testDestroySiblingOfNoOne(void)
+{
+    Fixture f = { 0 };
+    g_autoptr(GPtrArray) gpus = NULL;
+    g_autoptr(hdDestroyReport) report = NULL;
+    g_autoptr(GError) error = NULL;
+
+    fixtureStart(&f, "small");
+    gpus = testAssignGpus(&f, 1);
+    g_assert_true(hdDestroyDomain(f.mgr, "guest", 0, NULL, &report, &error));
+    g_assert_no_error(error);
+    g_assert_cmpuint(report->devices, ==, 2);
+    g_assert_cmpuint(report->given_back, ==, 2);
+    testAssertAllHome(&f);
+    fixtureStop(&f);
+}
+
+
+int
+main(int argc, char **argv)
+{
+    const char *skip = hdTestSetup(&argc, &argv);
+
+    HD_TEST_REQUIRE_SIMHOST(skip);
+    g_test_add_func("/destroy/many", testDestroyMany);
+    g_test_add_func("/destroy/ignores-sigterm", testDestroyIgnoresSigterm);
+    g_test_add_func("/destroy/qemu-exits-while-waiting", testDestroyQemuExitsWhileWaiting);
+    g_test_add_func("/destroy/one-group-hangs", testDestroyOneGroupHangs);
+    g_test_add_func("/destroy/sibling-of-no-one", testDestroySiblingOfNoOne);
+    return g_test_run();
+}
