@@ -331,10 +331,13 @@ hdManagerProbeForReturn(hdManager *mgr, const hdDeviceRecord *rec, GError **erro
 }
 
 
-/* Step 1 of a group give-back: reset the members going back while the group
- * is still on vfio-pci and nobody holds it, before any host driver binds
- * (a bus reset hits every function on the bus).  Failures are reported and
- * do not stop the give-back, as libvirt's reattach does. */
+/* Step 1 of a group give-back: reset the members going back, before any
+ * host driver binds (a bus reset hits every function on the bus).  A member
+ * still on vfio-pci was reset by the kernel when its last user closed it
+ * (vfio_pci_core_disable), so, as libvirt does, only members that left
+ * vfio-pci already (an interrupted give-back) are reset here: a second
+ * reset would double the second per device that teardown costs.  Failures
+ * are reported and do not stop the give-back, as in libvirt. */
 static void
 hdManagerResetForGiveBack(hdManager *mgr, GPtrArray *recs)
 {
@@ -346,7 +349,7 @@ hdManagerResetForGiveBack(hdManager *mgr, GPtrArray *recs)
         g_autofree char *methods = NULL;
         char buf[HD_PCI_ADDRESS_STRLEN];
 
-        if (!rec->detached || !hdPCIDeviceIsVFIOBound(mgr->host, &rec->addr))
+        if (!rec->detached || hdPCIDeviceIsVFIOBound(mgr->host, &rec->addr))
             continue;
         if (!hdPCIDeviceGetResetMethod(mgr->host, &rec->addr, &methods, &local) || !methods)
             continue;
