@@ -41,6 +41,7 @@ struct _hdReleaseWatch {
     GMainContext *ctx;
     GSource *source;             /* NULL once free */
     int inotify_fd;
+    GArray *inotify_wds;         /* int: what to remove before reuse */
     gpointer inotify_tag;
     int pidfd;
     gpointer pidfd_tag;
@@ -48,7 +49,17 @@ struct _hdReleaseWatch {
     guint checks;
     hdReleaseFreeFunc func;
     gpointer opaque;
+    gboolean in_func;            /* hdReleaseWatchFree must wait */
+    gboolean freed;
 };
+
+/* Closing an inotify instance waits for an SRCU grace period in the kernel
+ * (fsnotify_destroy_group), 10-20 ms measured: far too long on the main
+ * loop.  Instances whose marks were removed are kept here for reuse. */
+#define HD_RELEASE_INOTIFY_POOL_MAX 16
+static GMutex hdReleaseInotifyLock;
+static int hdReleaseInotifyPool[HD_RELEASE_INOTIFY_POOL_MAX];
+static guint hdReleaseInotifyPoolLen;
 
 
 guint
@@ -92,12 +103,48 @@ hdReleaseWatchHeld(hdReleaseWatch *watch)
 
 
 static void
-hdReleaseWatchDrainInotify(hdReleaseWatch *watch)
+hdReleaseInotifyDrain(int fd)
 {
     char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
 
-    while (read(watch->inotify_fd, buf, sizeof(buf)) > 0)
+    while (read(fd, buf, sizeof(buf)) > 0)
         ;
+}
+
+
+static int
+hdReleaseInotifyGet(void)
+{
+    int fd = -1;
+
+    g_mutex_lock(&hdReleaseInotifyLock);
+    if (hdReleaseInotifyPoolLen > 0)
+        fd = hdReleaseInotifyPool[--hdReleaseInotifyPoolLen];
+    g_mutex_unlock(&hdReleaseInotifyLock);
+    if (fd >= 0)
+        return fd;
+    return inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+}
+
+
+/* Give back an instance without its marks (removing one is cheap). */
+static void
+hdReleaseInotifyPut(int fd, GArray *wds)
+{
+    guint i;
+
+    for (i = 0; i < wds->len; i++)
+        inotify_rm_watch(fd, g_array_index(wds, int, i));
+    g_array_set_size(wds, 0);
+    hdReleaseInotifyDrain(fd);
+    g_mutex_lock(&hdReleaseInotifyLock);
+    if (hdReleaseInotifyPoolLen < HD_RELEASE_INOTIFY_POOL_MAX) {
+        hdReleaseInotifyPool[hdReleaseInotifyPoolLen++] = fd;
+        fd = -1;
+    }
+    g_mutex_unlock(&hdReleaseInotifyLock);
+    if (fd >= 0)
+        close(fd);
 }
 
 
@@ -126,7 +173,7 @@ hdReleaseWatchStop(hdReleaseWatch *watch)
         close(watch->pidfd);
     watch->pidfd = -1;
     if (watch->inotify_fd >= 0)
-        close(watch->inotify_fd);
+        hdReleaseInotifyPut(watch->inotify_fd, watch->inotify_wds);
     watch->inotify_fd = -1;
 }
 
@@ -140,7 +187,7 @@ hdReleaseWatchDispatch(GSource *source, GSourceFunc callback, gpointer data)
     gboolean timer = ready >= 0 && now >= ready;
 
     if (watch->inotify_tag && g_source_query_unix_fd(source, watch->inotify_tag))
-        hdReleaseWatchDrainInotify(watch);
+        hdReleaseInotifyDrain(watch->inotify_fd);
     /* QEMU exited: its fds are gone (a pidfd stays readable: drop it). */
     if (watch->pidfd_tag && g_source_query_unix_fd(source, watch->pidfd_tag)) {
         hdReleaseWatchDropPidfd(watch);
@@ -155,12 +202,19 @@ hdReleaseWatchDispatch(GSource *source, GSourceFunc callback, gpointer data)
         return G_SOURCE_CONTINUE;
     }
 
-    /* Free: nothing more to watch.  @func is the last thing done here, so
-     * that it may free the watch. */
+    /* Free: tell at once, then stop watching.  @func may free the watch:
+     * hdReleaseWatchFree then leaves that to us. */
     watch->free_ = TRUE;
-    hdReleaseWatchStop(watch);
-    if (watch->func)
+    g_source_destroy(source);
+    if (watch->func) {
+        watch->in_func = TRUE;
         watch->func(watch, watch->opaque);
+        watch->in_func = FALSE;
+    }
+    if (watch->freed)
+        hdReleaseWatchFree(watch);
+    else
+        hdReleaseWatchStop(watch);
     return G_SOURCE_REMOVE;
 }
 
@@ -173,23 +227,24 @@ static GSourceFuncs hdReleaseWatchSourceFuncs = {
 static void
 hdReleaseWatchAddInotify(hdReleaseWatch *watch)
 {
-    guint added = 0;
     guint i;
 
-    if ((watch->inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC)) < 0) {
+    if ((watch->inotify_fd = hdReleaseInotifyGet()) < 0) {
         g_debug("inotify unavailable (%s): polling", g_strerror(errno));
         return;
     }
     for (i = 0; watch->paths[i]; i++) {
         /* A file that is gone cannot be opened again; one still open from
          * before is found by the polls. */
-        if (inotify_add_watch(watch->inotify_fd, watch->paths[i], HD_RELEASE_INOTIFY_MASK) >= 0)
-            added++;
+        int wd = inotify_add_watch(watch->inotify_fd, watch->paths[i], HD_RELEASE_INOTIFY_MASK);
+
+        if (wd >= 0)
+            g_array_append_val(watch->inotify_wds, wd);
         else if (errno != ENOENT)
             g_debug("cannot watch %s (%s): polling", watch->paths[i], g_strerror(errno));
     }
-    if (added == 0) {
-        close(watch->inotify_fd);
+    if (watch->inotify_wds->len == 0) {
+        hdReleaseInotifyPut(watch->inotify_fd, watch->inotify_wds);
         watch->inotify_fd = -1;
         return;
     }
@@ -236,6 +291,7 @@ hdReleaseWatchNew(const char *const *paths, const hdReleaseWatchOptions *opts,
                              opts->poll_max_ms ? opts->poll_max_ms : HD_RELEASE_POLL_MAX_MS);
     watch->ctx = g_main_context_ref(ctx ? ctx : g_main_context_default());
     watch->inotify_fd = -1;
+    watch->inotify_wds = g_array_new(FALSE, FALSE, sizeof(int));
     watch->pidfd = -1;
     watch->func = func;
     watch->opaque = opaque;
@@ -279,7 +335,12 @@ hdReleaseWatchFree(hdReleaseWatch *watch)
 {
     if (!watch)
         return;
+    if (watch->in_func) {
+        watch->freed = TRUE;
+        return;
+    }
     hdReleaseWatchStop(watch);
+    g_array_unref(watch->inotify_wds);
     g_strfreev(watch->paths);
     g_free(watch->proc_root);
     g_main_context_unref(watch->ctx);
