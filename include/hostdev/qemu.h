@@ -10,7 +10,9 @@
  *
  * The synchronous helpers (hdQmpNegotiate, hdQmpCommand, hdQmpWaitUntil,
  * hdQemuProbe) run the monitor's main context until they are done, so they
- * must be called from the thread that owns (or may acquire) that context.
+ * must be called from the thread that owns (or may acquire) that context,
+ * and never from a monitor callback (the monitor's sources do not recurse:
+ * the nested wait would only end at its timeout).
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */

@@ -296,8 +296,7 @@ hdQmpUpdateWriter(hdQmp *qmp)
 
     if (want && !qmp->writer) {
         qmp->writer = g_unix_fd_source_new(qmp->fd, G_IO_OUT);
-        g_source_set_callback(qmp->writer, (GSourceFunc)(void (*)(void))hdQmpOnWritable,
-                              qmp, NULL);
+        g_source_set_callback(qmp->writer, G_SOURCE_FUNC(hdQmpOnWritable), qmp, NULL);
         g_source_attach(qmp->writer, qmp->ctx);
     } else if (!want) {
         hdQmpSourceClear(&qmp->writer);
@@ -305,22 +304,18 @@ hdQmpUpdateWriter(hdQmp *qmp)
 }
 
 
+/* Queue @message with @out_fds (taken) and write what the socket takes. */
 static void
-hdQmpSend(hdQmp *qmp, JsonNode *message, const int *fds, guint nfds)
+hdQmpSend(hdQmp *qmp, JsonNode *message, const int *out_fds, guint nfds)
 {
     hdQmpOutput *out = g_new0(hdQmpOutput, 1);
     g_autofree char *text = json_to_string(message, FALSE);
     GError *error = NULL;
-    guint i;
 
     out->data = g_string_new(text);
     g_string_append_c(out->data, '\n');
-    for (i = 0; i < nfds; i++) {
-        out->fds[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 3);
-        if (out->fds[i] < 0)
-            break;
-        out->nfds++;
-    }
+    memcpy(out->fds, out_fds, sizeof(int) * nfds);
+    out->nfds = nfds;
     g_queue_push_tail(&qmp->output, out);
     /* Write at once when the socket takes it: tests and callers see the
      * command on the wire without a turn of the loop. */
@@ -645,8 +640,7 @@ hdQmpNewFromFd(int fd, GMainContext *ctx)
     g_array_set_clear_func(qmp->handlers, (GDestroyNotify)hdQmpHandlerClear);
     g_unix_set_fd_nonblocking(fd, TRUE, NULL);
     qmp->reader = g_unix_fd_source_new(fd, G_IO_IN | G_IO_HUP | G_IO_ERR);
-    g_source_set_callback(qmp->reader, (GSourceFunc)(void (*)(void))hdQmpOnReadable, qmp,
-                          NULL);
+    g_source_set_callback(qmp->reader, G_SOURCE_FUNC(hdQmpOnReadable), qmp, NULL);
     g_source_attach(qmp->reader, qmp->ctx);
     return qmp;
 }
@@ -849,10 +843,27 @@ static void
 hdQmpQueueCommand(hdQmp *qmp, const char *command, JsonNode *arguments, const int *fds,
                   guint nfds, guint timeout_ms, hdQmpReplyFunc func, gpointer opaque)
 {
-    hdQmpPending *pending = g_new0(hdQmpPending, 1);
-    g_autoptr(JsonBuilder) builder = json_builder_new();
+    hdQmpPending *pending;
+    g_autoptr(JsonBuilder) builder = NULL;
     g_autoptr(JsonNode) message = NULL;
+    int dups[HD_QMP_MAX_FDS];
+    guint i;
 
+    /* The caller keeps its fds: send copies, closed once sent. */
+    for (i = 0; i < nfds; i++) {
+        if ((dups[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 3)) < 0) {
+            g_autoptr(GError) error = NULL;
+
+            hdErrorSetSystem(&error, errno, _("cannot pass a file descriptor with '%1$s'"),
+                             command);
+            while (i > 0)
+                close(dups[--i]);
+            func(qmp, NULL, error, opaque);
+            return;
+        }
+    }
+    pending = g_new0(hdQmpPending, 1);
+    builder = json_builder_new();
     pending->id = g_strdup_printf("hd-%" G_GUINT64_FORMAT, ++qmp->next_id);
     pending->command = g_strdup(command);
     pending->func = func;
@@ -873,7 +884,7 @@ hdQmpQueueCommand(hdQmp *qmp, const char *command, JsonNode *arguments, const in
 
     g_queue_push_tail(&qmp->pending, pending);
     hdQmpArmTimeout(qmp, pending);
-    hdQmpSend(qmp, message, fds, nfds);
+    hdQmpSend(qmp, message, dups, nfds);
 }
 
 
