@@ -2,8 +2,9 @@
 # make demo: a guest with 16 GPUs (32 functions) on the simulated gpu16 host.
 #
 # The manager is driven through tests/manager/mgr-tool until hostdevd and
-# hostdevctl exist; the guest's QEMU is stood in for by one process per IOMMU
-# group holding /dev/vfio/N open, so the manager finds the holders in /proc
+# hostdevctl exist; the guest's QEMU is stood in for by scripts/demo-qemu.py,
+# a process holding every group's /dev/vfio/N open (and closing one when its
+# last device is unplugged), so the manager finds the holders in /proc
 # exactly as it would on a real host.  Everything runs in a private mount
 # namespace, and the simulated host is unmounted on exit, Ctrl-C or failure.
 set -euo pipefail
@@ -28,10 +29,10 @@ root=$work/host
 state=$work/state
 mkdir -p "$root" "$state"
 sim_pid=""
-declare -A holder=()
+qemu_pid=""
 
 cleanup() {
-    for pid in "${holder[@]}"; do kill "$pid" 2>/dev/null || true; done
+    if [ -n "$qemu_pid" ]; then kill -9 "$qemu_pid" 2>/dev/null || true; fi
     if [ -n "$sim_pid" ]; then
         kill "$sim_pid" 2>/dev/null || true
         wait "$sim_pid" 2>/dev/null || true
@@ -79,6 +80,30 @@ retry() {
     return 1
 }
 
+# How many /dev/vfio group files QEMU holds.
+held_by_qemu() {
+    find "/proc/$qemu_pid/fd" -lname "$root/dev/vfio/*" 2>/dev/null | wc -l
+}
+
+# Progress lines "given back N/M" become a bar.
+bar() {
+    local line done total width=40 n
+    while read -r line; do
+        case $line in
+            "given back "*)
+                done=${line#given back }
+                total=${done#*/}
+                done=${done%/*}
+                n=$((done * width / total))
+                printf '\r[%-*s] %s/%s devices' "$width" \
+                    "$(printf '%*s' "$n" '' | tr ' ' '#')" "$done" "$total"
+                ;;
+            *) printf '%s\n' "$line" ;;
+        esac
+    done
+    echo
+}
+
 group_of() { basename "$(readlink "$root/sys/bus/pci/devices/$1/iommu_group")"; }
 
 step "Mounting the simulated host (topology gpu16)"
@@ -110,13 +135,15 @@ t0=$(now)
 mgr prepare guest "$xml" >/dev/null
 echo "prepared in $(since "$t0") s: $(simq count-on vfio-pci) functions on vfio-pci"
 
-step "Starting the guest's QEMU (stand-in: one holder of /dev/vfio/N per group)"
-for addr in "${gpus[@]}"; do
-    g=$(group_of "$addr")
-    bash -c 'exec 3<>"$1"; exec sleep infinity' holder "$root/dev/vfio/$g" &
-    holder[$g]=$!
-done
-echo "${#holder[@]} groups held"
+step "Starting the guest's QEMU (stand-in: a process holding every /dev/vfio/N)"
+mkfifo "$work/qemu.ctl"
+nodes=()
+for addr in "${gpus[@]}"; do nodes+=("$root/dev/vfio/$(group_of "$addr")"); done
+python3 "$src/scripts/demo-qemu.py" "$work/qemu.ctl" "${nodes[@]}" &
+qemu_pid=$!
+exec 5>"$work/qemu.ctl"
+retry 100 '[ "$(held_by_qemu)" -eq ${#nodes[@]} ]'
+echo "QEMU (pid $qemu_pid) holds ${#nodes[@]} groups"
 
 gpu0=${gpus[0]}
 audio0=${audios[0]}
@@ -129,23 +156,22 @@ echo "$audio0 is on $(simq driver "$audio0"): it waits on the inactive list, not
 step "detach-device: GPU $gpu0 (the last device of group $g0)"
 mgr release guest "$gpu0" >/dev/null
 echo "released; QEMU still holds group $g0, so it stays pending: $gpu0 on $(simq driver "$gpu0")"
-kill "${holder[$g0]}"
-wait "${holder[$g0]}" 2>/dev/null || true
-unset "holder[$g0]"
+echo "close $g0" >&5
+retry 100 '[ "$(held_by_qemu)" -eq $((${#nodes[@]} - 1)) ]'
 echo "QEMU closed /dev/vfio/$g0"
 t0=$(now)
 retry 200 'mgr give-back >/dev/null; [ "$(simq driver "$gpu0")" = nvidia ]'
 echo "group $g0 given back in $(since "$t0") s: $gpu0 on $(simq driver "$gpu0"), $audio0 on $(simq driver "$audio0")"
 
-step "destroy: QEMU exits, every remaining group goes home"
+step "destroy: QEMU is ended, every remaining group goes home in parallel"
 t0=$(now)
-for pid in "${holder[@]}"; do kill "$pid"; done
-for pid in "${holder[@]}"; do wait "$pid" 2>/dev/null || true; done
-holder=()
-mgr release-domain guest >/dev/null
-retry 600 '[ -z "$(mgr give-back | grep "^0000:")" ]'
+mgr destroy guest "$qemu_pid" 2> >(bar) >"$work/destroy.out"
+wait "$qemu_pid" 2>/dev/null || true
+qemu_pid=""
 destroy_s=$(since "$t0")
-echo "destroy done in $destroy_s s (groups given back one after the other for now)"
+sleep 0.2
+cat "$work/destroy.out"
+echo "destroy done in $destroy_s s"
 
 step "Summary"
 echo "GPUs on nvidia:             $(simq count-on nvidia) / ${#gpus[@]}"

@@ -6,6 +6,9 @@
  *   mgr-tool ROOT STATE_DIR release DOMAIN ADDR...
  *   mgr-tool ROOT STATE_DIR release-domain DOMAIN
  *   mgr-tool ROOT STATE_DIR give-back      (every pending group that is free)
+ *   mgr-tool ROOT STATE_DIR destroy DOMAIN PID
+ *                    (end QEMU PID, give every group back in parallel; progress
+ *                     lines "given back N/M" on stderr, then a summary)
  *   mgr-tool ROOT STATE_DIR reconcile
  *
  * Prints the tracked devices after the operation, one per line:
@@ -15,8 +18,35 @@
  */
 #include <string.h>
 
+#include "hostdev/destroy.h"
 #include "hostdev/error.h"
 #include "hostdev/manager.h"
+
+
+static void
+toolProgress(guint given_back, guint total, gpointer opaque)
+{
+    g_printerr("given back %u/%u\n", given_back, total);
+}
+
+
+static gboolean
+toolDestroy(hdManager *mgr, const char *domain, const char *pid, GError **error)
+{
+    hdDestroyOptions opts = { .progress = toolProgress };
+    g_autoptr(hdDestroyReport) report = NULL;
+    guint i;
+
+    if (!hdDestroyDomain(mgr, domain, (pid_t)g_ascii_strtoll(pid, NULL, 10), &opts, &report,
+                         error))
+        return FALSE;
+    g_print("destroyed: %u/%u devices given back, QEMU ended in %.2f s%s, groups in %.2f s\n",
+            report->given_back, report->devices, report->terminate_s,
+            report->killed ? " (SIGKILL)" : "", report->give_back_s);
+    for (i = 0; i < report->problems->len; i++)
+        g_print("problem: %s\n", (char *)g_ptr_array_index(report->problems, i));
+    return TRUE;
+}
 
 
 static gboolean
@@ -53,6 +83,8 @@ toolRun(hdManager *mgr, int argc, char **argv, GError **error)
         g_print("given back: %u\n", count);
         return !*error;
     }
+    if (strcmp(verb, "destroy") == 0 && argc == 6)
+        return toolDestroy(mgr, argv[4], argv[5], error);
     if (strcmp(verb, "reconcile") == 0 && argc == 4)
         return TRUE;
     hdErrorSet(error, HD_ERROR_INVALID_ARG, "usage: mgr-tool ROOT STATE_DIR VERB ARGS...");
