@@ -605,10 +605,11 @@ hdQmpOnReadable(gint fd, GIOCondition cond, gpointer opaque)
         hdQmpUnref(qmp);
         return G_SOURCE_CONTINUE;
     }
-    if (got < 0) {
+    if (got < 0 && errno != ECONNRESET) {
         hdErrorSetSystem(&error, errno, "%s", _("cannot read from the QEMU monitor"));
         hdQmpFail(qmp, error);
-    } else if (got == 0) {
+    } else if (got <= 0) {
+        /* ECONNRESET: QEMU went away with our last command unread. */
         if (qmp->input->len > 0)
             hdErrorSet(&error, HD_ERROR_OPERATION_FAILED,
                        _("QEMU monitor closed the connection in the middle of a message"));
