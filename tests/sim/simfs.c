@@ -75,6 +75,7 @@ typedef struct {
     int group;
     GMutex lock;                /* guards content: reads may overlap */
     char *content;              /* what reads return, taken at offset 0 */
+    gint closer;                /* thread that closed it last (FLUSH) */
 } simHandle;
 
 struct _simFs {
@@ -727,10 +728,12 @@ static void
 simFsClose(simFs *fs, simHandle *handle)
 {
     /* The real kernel releases after the close too: the last fput. */
+    pid_t closer = (pid_t) g_atomic_int_get(&handle->closer);
+
     if (handle->kind == SIM_FILE_GROUP)
-        simModelCloseGroup(fs->model, handle->group);
+        simModelCloseGroup(fs->model, handle->group, closer);
     else if (handle->kind == SIM_FILE_CDEV)
-        simModelCloseCdev(fs->model, handle->dev);
+        simModelCloseCdev(fs->model, handle->dev, closer);
 
     g_mutex_lock(&fs->lock);
     g_hash_table_remove(fs->handles, handle);   /* frees it */
@@ -869,9 +872,14 @@ simFsWrite(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t o
 }
 
 
+/* Every close() sends a FLUSH from the closing thread; the last one before
+ * the RELEASE names the task that runs the release in the kernel. */
 static void
 simFsFlush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+    simHandle *handle = (simHandle *) (uintptr_t) fi->fh;
+
+    g_atomic_int_set(&handle->closer, (gint) fuse_req_ctx(req)->pid);
     fuse_reply_err(req, 0);
 }
 

@@ -32,6 +32,7 @@ struct _simModel {
     guint unhang_generation;
     gboolean shutdown;
     guint threads;              /* release threads running */
+    GHashTable *releasing_tasks; /* closing threads running a release */
     guint64 tree_generation;
 
     guint64 seq;

@@ -49,6 +49,7 @@ simModelNewEmpty(void)
     model->groups = g_ptr_array_new_with_free_func((GDestroyNotify) simGroupFree);
     model->drivers = g_ptr_array_new_with_free_func(g_free);
     model->by_address = g_hash_table_new(g_str_hash, g_str_equal);
+    model->releasing_tasks = g_hash_table_new(g_direct_hash, g_direct_equal);
     model->events = g_string_new(NULL);
     return model;
 }
@@ -86,6 +87,7 @@ simModelFree(simModel *model)
     g_ptr_array_unref(model->devices);
     g_ptr_array_unref(model->drivers);
     g_hash_table_unref(model->by_address);
+    g_hash_table_unref(model->releasing_tasks);
     g_string_free(model->events, TRUE);
     g_cond_clear(&model->cond);
     g_mutex_clear(&model->lock);
@@ -777,6 +779,7 @@ typedef struct {
     simGroup *group;
     GPtrArray *devices;         /* simDevice *, borrowed */
     pid_t pid;                  /* the holder that closed */
+    pid_t closer;               /* the thread that runs the release, 0: unknown */
 } simRelease;
 
 
@@ -807,8 +810,18 @@ simReleaseThread(gpointer opaque)
     guint i;
 
     g_mutex_lock(&model->lock);
+    /* The closing task releases its files one after the other. */
+    while (job->closer && g_hash_table_contains(model->releasing_tasks,
+                                                GINT_TO_POINTER(job->closer))) {
+        if (!simModelWait(model))
+            break;
+    }
+    if (job->closer)
+        g_hash_table_add(model->releasing_tasks, GINT_TO_POINTER(job->closer));
     for (i = 0; i < job->devices->len; i++)
         simModelReleaseDevice(model, g_ptr_array_index(job->devices, i), job->pid);
+    if (job->closer)
+        g_hash_table_remove(model->releasing_tasks, GINT_TO_POINTER(job->closer));
     job->group->releasing--;
     model->threads--;
     g_cond_broadcast(&model->cond);
@@ -823,7 +836,8 @@ simReleaseThread(gpointer opaque)
 /* Called with the lock held: @devices (in use until now) are released in a
  * new thread; the group stays owned until that is done. */
 static void
-simModelStartRelease(simModel *model, simGroup *group, GPtrArray *devices, pid_t pid)
+simModelStartRelease(simModel *model, simGroup *group, GPtrArray *devices, pid_t pid,
+                     pid_t closer)
 {
     simRelease *job;
     guint i;
@@ -844,6 +858,7 @@ simModelStartRelease(simModel *model, simGroup *group, GPtrArray *devices, pid_t
     job->group = group;
     job->devices = devices;
     job->pid = pid;
+    job->closer = closer;
     group->releasing++;
     model->threads++;
     g_thread_unref(g_thread_new("sim-release", simReleaseThread, job));
@@ -883,7 +898,7 @@ simModelOpenGroup(simModel *model, int number, pid_t pid)
 
 
 void
-simModelCloseGroup(simModel *model, int number)
+simModelCloseGroup(simModel *model, int number, pid_t closer)
 {
     g_autoptr(GPtrArray) devices = g_ptr_array_new();
     simGroup *group;
@@ -900,7 +915,7 @@ simModelCloseGroup(simModel *model, int number)
             if (dev->in_use)
                 g_ptr_array_add(devices, dev);
         }
-        simModelStartRelease(model, group, g_steal_pointer(&devices), group->holder);
+        simModelStartRelease(model, group, g_steal_pointer(&devices), group->holder, closer);
         group->holder = 0;
     }
     g_mutex_unlock(&model->lock);
@@ -932,7 +947,7 @@ simModelOpenCdev(simModel *model, simDevice *dev, pid_t pid)
 
 
 void
-simModelCloseCdev(simModel *model, simDevice *dev)
+simModelCloseCdev(simModel *model, simDevice *dev, pid_t closer)
 {
     GPtrArray *devices;
 
@@ -942,7 +957,7 @@ simModelCloseCdev(simModel *model, simDevice *dev)
         simModelLog(model, "close", dev, dev->driver, -1, dev->cdev_holder, NULL);
         devices = g_ptr_array_new();
         g_ptr_array_add(devices, dev);
-        simModelStartRelease(model, dev->group, devices, dev->cdev_holder);
+        simModelStartRelease(model, dev->group, devices, dev->cdev_holder, closer);
         dev->cdev_holder = 0;
     }
     g_mutex_unlock(&model->lock);

@@ -118,9 +118,12 @@ int simModelProbe(simModel *model, const char *buf, gsize len, pid_t pid);
 int simModelReset(simModel *model, simDevice *dev,
                   const char *buf, gsize len, pid_t pid);
 int simModelOpenGroup(simModel *model, int number, pid_t pid);
-void simModelCloseGroup(simModel *model, int number);
+/* @closer: the thread whose close was the last (0: unknown).  One task
+ * runs the releases of the files it closes one after the other (at exit,
+ * __fput in task_work), different tasks at the same time (seed 002). */
+void simModelCloseGroup(simModel *model, int number, pid_t closer);
 int simModelOpenCdev(simModel *model, simDevice *dev, pid_t pid);
-void simModelCloseCdev(simModel *model, simDevice *dev);
+void simModelCloseCdev(simModel *model, simDevice *dev, pid_t closer);
 
 /* .sim/ctl: one command; FALSE (and -EINVAL for the writer) if it is
  * unknown or malformed, and then nothing changed. */

@@ -694,6 +694,30 @@ testRefusedProbe(void)
 
 /* Release the four igb functions (one cdev each, so they may overlap):
  * the time from the first close until the group is free. */
+static gpointer
+testCloseThread(gpointer opaque)
+{
+    close(GPOINTER_TO_INT(opaque));
+    return NULL;
+}
+
+
+/* Close each fd from a thread of its own, as a QEMU closing its devices
+ * concurrently would (seed 002's "threads" mode). */
+static void
+testCloseInThreads(const int *fds, guint n)
+{
+    g_autoptr(GPtrArray) threads = g_ptr_array_new();
+    guint i;
+
+    for (i = 0; i < n; i++)
+        g_ptr_array_add(threads, g_thread_new("closer", testCloseThread,
+                                              GINT_TO_POINTER(fds[i])));
+    for (i = 0; i < n; i++)
+        g_thread_join(g_ptr_array_index(threads, i));
+}
+
+
 static gint64
 testReleaseFour(hdSimHost *sim)
 {
@@ -708,8 +732,7 @@ testReleaseFour(hdSimHost *sim)
         g_assert_cmpint(fds[i], >=, 0);
     }
     start = testNowMs();
-    for (i = 0; i < 4; i++)
-        close(fds[i]);
+    testCloseInThreads(fds, 4);
     g_assert_true(hdSimHostWaitGroupFree(sim, 5, WAIT_MS));
     return testNowMs() - start;
 }
@@ -743,6 +766,38 @@ testSerializedTiming(void)
 }
 
 
+/* One task releases the files it closes one after the other (a process's
+ * exit: __fput in task_work, seed 002), whatever the kernel's locks: the
+ * second group's release starts when the first one's is done. */
+static void
+testOneTaskReleasesInTurn(void)
+{
+    g_autoptr(hdSimHost) sim = testStart("gpu16", NULL);
+    int fds[2];
+    guint i;
+
+    testCtl(sim, "cost all release_ms 100");
+    for (i = 0; i < 2; i++) {
+        g_autofree char *gpu = g_strdup_printf("0000:%02x:00.0", 0x11 + i);
+        g_autofree char *audio = g_strdup_printf("0000:%02x:00.1", 0x11 + i);
+
+        testToVfio(sim, gpu);
+        testToVfio(sim, audio);
+    }
+    fds[0] = testOpen(sim, "dev/vfio/11");
+    fds[1] = testOpen(sim, "dev/vfio/13");
+    close(fds[0]);
+    close(fds[1]);
+    g_assert_true(hdSimHostWaitGroupFree(sim, 11, WAIT_MS));
+    g_assert_true(hdSimHostWaitGroupFree(sim, 13, WAIT_MS));
+    /* Whichever went first, the other started after it was done. */
+    g_assert_true(testEventTime(sim, "release-start", "0000:12:00.0") >=
+                  testEventTime(sim, "release-done", "0000:11:00.1") ||
+                  testEventTime(sim, "release-start", "0000:11:00.0") >=
+                  testEventTime(sim, "release-done", "0000:12:00.1"));
+}
+
+
 /* Group fds: members one after the other, groups side by side. */
 static void
 testGroupReleaseTiming(void)
@@ -771,8 +826,7 @@ testGroupReleaseTiming(void)
             g_assert_cmpint(fds[i], >=, 0);
         }
         start = testNowMs();
-        close(fds[0]);
-        close(fds[1]);
+        testCloseInThreads(fds, 2);
         g_assert_true(hdSimHostWaitGroupFree(sim, 11, WAIT_MS));
         g_assert_true(hdSimHostWaitGroupFree(sim, 13, WAIT_MS));
         if (round == 0) {
@@ -1160,6 +1214,7 @@ main(int argc, char **argv)
     g_test_add_func("/simhost/probe/refused", testRefusedProbe);
     g_test_add_func("/simhost/release/serialized", testSerializedTiming);
     g_test_add_func("/simhost/release/groups", testGroupReleaseTiming);
+    g_test_add_func("/simhost/release/one-task-in-turn", testOneTaskReleasesInTurn);
     g_test_add_func("/simhost/fault/probe-fail", testFaultProbeFail);
     g_test_add_func("/simhost/fault/probe-hang", testFaultProbeHang);
     g_test_add_func("/simhost/fault/reset", testFaultReset);

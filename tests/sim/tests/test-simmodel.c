@@ -243,7 +243,7 @@ testOpen(void)
     g_assert_cmpint(simModelProbe(model, W("0000:01:00.1"), 1), ==, -EINVAL);
     g_assert_cmpint(simModelBind(model, "snd_hda_intel", W("0000:01:00.1"), 1), ==, -EBUSY);
     g_assert_null(audio->driver);
-    simModelCloseGroup(model, 2);
+    simModelCloseGroup(model, 2, 0);
     /* The release runs in its own thread (cost 0): unbind waits for it. */
     g_assert_cmpint(simModelUnbind(model, "vfio-pci", W("0000:01:00.0"), 1), ==, 0);
     g_assert_false(gpu->in_use || gpu->releasing);
