@@ -34,6 +34,7 @@ typedef struct {
     hdDestroyRun *run;
     unsigned int group;
     guint devices;
+    GArray *fds;               /* int: QEMU's files of this group, adopted */
     const char *step;          /* what it is doing, for reports; under run->lock */
     gboolean done;
 } hdDestroyJob;
@@ -64,6 +65,25 @@ hdDestroyReportFree(hdDestroyReport *report)
         return;
     g_clear_pointer(&report->problems, g_ptr_array_unref);
     g_free(report);
+}
+
+
+static void
+hdDestroyCloseFds(GArray *fds)
+{
+    guint i;
+
+    for (i = 0; i < fds->len; i++)
+        close(g_array_index(fds, int, i));
+    g_array_unref(fds);
+}
+
+
+static void
+hdDestroyJobFree(hdDestroyJob *job)
+{
+    g_clear_pointer(&job->fds, g_array_unref);
+    g_free(job);
 }
 
 
@@ -166,20 +186,15 @@ hdDestroyWaitKilled(int pidfd, pid_t pid, guint wait_ms, guint per_device_ms)
 /* Step 1: end QEMU.  SIGTERM lets it shut down; the waits scale with the
  * devices the kernel releases while the process exits. */
 static gboolean
-hdDestroyTerminate(const char *domain, pid_t pid, guint devices,
+hdDestroyTerminate(const char *domain, int pidfd, pid_t pid, guint devices,
                    const hdDestroyOptions *opts, guint per_device_ms,
                    hdDestroyReport *report, GError **error)
 {
-    g_auto(hdFd) pidfd = -1;
     guint term_ms = hdDestroyScaled(opts->term_wait_ms ? opts->term_wait_ms :
                                     HD_DESTROY_TERM_WAIT_MS, per_device_ms, devices);
     guint kill_ms = hdDestroyScaled(opts->kill_wait_ms ? opts->kill_wait_ms :
                                     HD_DESTROY_KILL_WAIT_MS, per_device_ms, devices);
 
-    if (pid <= 0)
-        return TRUE;
-    if (!hdPidfdOpen(pid, &pidfd, error))
-        return FALSE;
     if (pidfd < 0)
         return TRUE;
     if (!hdPidfdSendSignal(pidfd, pid, SIGTERM, error))
@@ -276,7 +291,12 @@ hdDestroyJobRun(gpointer data, gpointer user_data)
     gint64 started = g_get_monotonic_time();
     gboolean given_back = FALSE;
     char *problem = NULL;
+    guint i;
 
+    /* The adopted files: closed here, this group's release runs in this
+     * worker, side by side with the other groups'. */
+    for (i = 0; job->fds && i < job->fds->len; i++)
+        close(g_array_index(job->fds, int, i));
     if (!hdDestroyJobWaitFree(job, &local)) {
         problem = g_strdup_printf(_("IOMMU group %1$u stays on the inactive list: %2$s"),
                                   job->group, local->message);
@@ -294,9 +314,10 @@ hdDestroyJobRun(gpointer data, gpointer user_data)
 }
 
 
-/* The devices of each group that wait to be given back. */
+/* The devices of each group that wait to be given back, and the files of
+ * it adopted from QEMU (@adopted: group + 1 -> GArray of int, taken). */
 static void
-hdDestroyAddJobs(hdDestroyRun *run, GArray *groups)
+hdDestroyAddJobs(hdDestroyRun *run, GArray *groups, GHashTable *adopted)
 {
     g_autoptr(GPtrArray) tracked = hdManagerListTracked(run->mgr);
     guint i;
@@ -308,6 +329,8 @@ hdDestroyAddJobs(hdDestroyRun *run, GArray *groups)
         job->run = run;
         job->group = g_array_index(groups, unsigned int, i);
         job->step = _("waiting until no process holds it");
+        g_hash_table_steal_extended(adopted, GUINT_TO_POINTER(job->group + 1), NULL,
+                                    (gpointer *)&job->fds);
         for (j = 0; j < tracked->len; j++) {
             hdDeviceInfo *info = g_ptr_array_index(tracked, j);
 
@@ -347,8 +370,8 @@ hdDestroyWaitJobs(hdDestroyRun *run)
 
 /* Step 2: give every group back, in parallel. */
 static void
-hdDestroyGiveBack(hdManager *mgr, GArray *groups, const hdDestroyOptions *opts,
-                  guint per_device_ms, hdDestroyReport *report)
+hdDestroyGiveBack(hdManager *mgr, GArray *groups, GHashTable *adopted,
+                  const hdDestroyOptions *opts, guint per_device_ms, hdDestroyReport *report)
 {
     hdDestroyRun *run = g_new0(hdDestroyRun, 1);
     g_autoptr(GError) local = NULL;
@@ -359,14 +382,14 @@ hdDestroyGiveBack(hdManager *mgr, GArray *groups, const hdDestroyOptions *opts,
     run->mgr = hdManagerRef(mgr);
     g_mutex_init(&run->lock);
     g_cond_init(&run->cond);
-    run->jobs = g_ptr_array_new_with_free_func(g_free);
+    run->jobs = g_ptr_array_new_with_free_func((GDestroyNotify)hdDestroyJobFree);
     run->problems = g_ptr_array_new_with_free_func(g_free);
     run->per_device_ms = per_device_ms;
     run->release_wait_ms = opts->release_wait_ms ? opts->release_wait_ms :
         HD_DESTROY_RELEASE_WAIT_MS;
     run->progress = opts->progress;
     run->progress_opaque = opts->progress_opaque;
-    hdDestroyAddJobs(run, groups);
+    hdDestroyAddJobs(run, groups, adopted);
     /* Releases may be serialized by the kernel: allow for all of them. */
     run->deadline = g_get_monotonic_time() +
         (gint64)hdDestroyScaled(run->release_wait_ms, per_device_ms, run->total) * 1000;
@@ -382,6 +405,12 @@ hdDestroyGiveBack(hdManager *mgr, GArray *groups, const hdDestroyOptions *opts,
     }
     if (!pool) {
         g_ptr_array_add(run->problems, g_strdup(local->message));
+        for (i = 0; i < run->jobs->len; i++) {
+            hdDestroyJob *job = g_ptr_array_index(run->jobs, i);
+
+            if (job->fds)
+                hdDestroyCloseFds(g_steal_pointer(&job->fds));
+        }
         run->outstanding = 0;
     }
     hdDestroyWaitJobs(run);
@@ -401,15 +430,11 @@ hdDestroyGiveBack(hdManager *mgr, GArray *groups, const hdDestroyOptions *opts,
 }
 
 
-/* The devices the kernel releases when @domain's QEMU goes: every tracked
- * member of the groups the domain uses (siblings detached for the whole
- * group included). */
-static guint
-hdDestroyCountDevices(hdManager *mgr, const char *domain)
+/* The groups @domain uses (group + 1, a set). */
+static GHashTable *
+hdDestroyDomainGroups(GPtrArray *tracked, const char *domain)
 {
-    g_autoptr(GPtrArray) tracked = hdManagerListTracked(mgr);
-    g_autoptr(GHashTable) groups = g_hash_table_new(g_direct_hash, g_direct_equal);
-    guint count = 0;
+    GHashTable *groups = g_hash_table_new(g_direct_hash, g_direct_equal);
     guint i;
 
     for (i = 0; i < tracked->len; i++) {
@@ -418,6 +443,19 @@ hdDestroyCountDevices(hdManager *mgr, const char *domain)
         if (g_strcmp0(info->domain, domain) == 0)
             g_hash_table_add(groups, GUINT_TO_POINTER(info->group + 1));
     }
+    return groups;
+}
+
+
+/* The devices the kernel releases when @domain's QEMU goes: every tracked
+ * member of the groups the domain uses (siblings detached for the whole
+ * group included). */
+static guint
+hdDestroyCountDevices(GPtrArray *tracked, GHashTable *groups)
+{
+    guint count = 0;
+    guint i;
+
     for (i = 0; i < tracked->len; i++) {
         hdDeviceInfo *info = g_ptr_array_index(tracked, i);
 
@@ -427,30 +465,148 @@ hdDestroyCountDevices(hdManager *mgr, const char *domain)
 }
 
 
+/* path -> group + 1 for the files that hold each of @groups. */
+static GHashTable *
+hdDestroyHolderPaths(hdManager *mgr, GHashTable *groups)
+{
+    GHashTable *paths = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    GHashTableIter iter;
+    gpointer key;
+
+    g_hash_table_iter_init(&iter, groups);
+    while (g_hash_table_iter_next(&iter, &key, NULL)) {
+        g_autoptr(GError) local = NULL;
+        g_auto(GStrv) files = hdGroupHolderPaths(hdManagerGetHost(mgr),
+                                                 GPOINTER_TO_UINT(key) - 1, &local);
+        guint i;
+
+        for (i = 0; files && files[i]; i++)
+            g_hash_table_insert(paths, g_strdup(files[i]), key);
+    }
+    return paths;
+}
+
+
+/* Step 0: take over QEMU's VFIO files (pidfd_getfd), so that its exit does
+ * not release the devices one after the other from its dying task.  Group
+ * files and cdevs go to their group's pipeline (*adopted: group + 1 ->
+ * GArray of int); vfio device fds (anonymous inodes: their group cannot be
+ * told) are closed side by side in *device_fds' workers. */
+static guint
+hdDestroyAdopt(hdManager *mgr, int pidfd, pid_t pid, GHashTable *groups,
+               GHashTable *adopted, GArray *device_fds)
+{
+    g_autoptr(GHashTable) paths = hdDestroyHolderPaths(mgr, groups);
+    g_autofree char *fddir = g_strdup_printf("%s/%d/fd", HD_PROC_ROOT, (int)pid);
+    g_autoptr(GDir) dir = g_dir_open(fddir, 0, NULL);
+    const char *name;
+    guint count = 0;
+
+    while (dir && (name = g_dir_read_name(dir))) {
+        g_autofree char *link = g_build_filename(fddir, name, NULL);
+        g_autofree char *target = g_file_read_link(link, NULL);
+        gpointer group = target ? g_hash_table_lookup(paths, target) : NULL;
+        gboolean device = g_strcmp0(target, "anon_inode:[vfio-device]") == 0;
+        GArray *fds;
+        int fd;
+
+        if (!group && !device)
+            continue;
+        if ((fd = hdPidfdGetFd(pidfd, (int)g_ascii_strtoll(name, NULL, 10))) < 0) {
+            /* No ptrace rights over QEMU, or an old kernel: the slow way. */
+            g_debug("cannot adopt fd %s of QEMU %d: %s", name, (int)pid, g_strerror(errno));
+            break;
+        }
+        count++;
+        if (device) {
+            g_array_append_val(device_fds, fd);
+            continue;
+        }
+        if (!(fds = g_hash_table_lookup(adopted, group))) {
+            fds = g_array_new(FALSE, FALSE, sizeof(int));
+            g_hash_table_insert(adopted, group, fds);
+        }
+        g_array_append_val(fds, fd);
+    }
+    return count;
+}
+
+
+static void
+hdDestroyCloseFdJob(gpointer data, gpointer user_data)
+{
+    close(GPOINTER_TO_INT(data));
+}
+
+
+/* Close the adopted vfio device fds side by side: each runs its device's
+ * release (the reset) in its own worker. */
+static void
+hdDestroyCloseDeviceFds(GArray *fds, guint workers)
+{
+    GThreadPool *pool;
+    guint i;
+
+    if (fds->len == 0)
+        return;
+    if (!(pool = g_thread_pool_new(hdDestroyCloseFdJob, NULL, MAX(1, MIN(workers, fds->len)),
+                                   FALSE, NULL))) {
+        for (i = 0; i < fds->len; i++)
+            close(g_array_index(fds, int, i));
+        return;
+    }
+    for (i = 0; i < fds->len; i++)
+        g_thread_pool_push(pool, GINT_TO_POINTER(g_array_index(fds, int, i)), NULL);
+    /* The group pipelines wait for the releases themselves. */
+    g_thread_pool_free(pool, FALSE, FALSE);
+}
+
+
 gboolean
 hdDestroyDomain(hdManager *mgr, const char *domain, pid_t pid, const hdDestroyOptions *opts,
                 hdDestroyReport **report, GError **error)
 {
     static const hdDestroyOptions defaults = { 0 };
     g_autoptr(hdDestroyReport) rep = g_new0(hdDestroyReport, 1);
-    g_autoptr(GArray) groups = NULL;
+    g_autoptr(GPtrArray) tracked = hdManagerListTracked(mgr);
+    g_autoptr(GHashTable) groups = hdDestroyDomainGroups(tracked, domain);
+    g_autoptr(GHashTable) adopted = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL,
+                                                          (GDestroyNotify)hdDestroyCloseFds);
+    g_autoptr(GArray) device_fds = g_array_new(FALSE, FALSE, sizeof(int));
+    g_autoptr(GArray) left = NULL;
+    g_auto(hdFd) pidfd = -1;
     guint per_device_ms;
+    guint workers;
     gint64 start = g_get_monotonic_time();
+    gboolean ok;
 
     if (!opts)
         opts = &defaults;
     per_device_ms = opts->per_device_ms ? opts->per_device_ms : hdDestroyPerDeviceMs(mgr);
+    workers = opts->workers ? opts->workers : HD_DESTROY_WORKERS;
     rep->problems = g_ptr_array_new_with_free_func(g_free);
-    rep->devices = hdDestroyCountDevices(mgr, domain);
+    rep->devices = hdDestroyCountDevices(tracked, groups);
 
-    if (!hdDestroyTerminate(domain, pid, rep->devices, opts, per_device_ms, rep, error))
+    if (pid > 0 && !hdPidfdOpen(pid, &pidfd, error))
         return FALSE;
+    if (pidfd >= 0 && !opts->no_adopt)
+        rep->adopted = hdDestroyAdopt(mgr, pidfd, pid, groups, adopted, device_fds);
+
+    /* Step 1: end QEMU; on failure the adopted files go back to nobody (the
+     * devices stay assigned, held by QEMU). */
+    ok = hdDestroyTerminate(domain, pidfd, pid, rep->devices, opts, per_device_ms, rep, error);
     rep->terminate_s = (g_get_monotonic_time() - start) / 1e6;
-
-    start = g_get_monotonic_time();
-    if (!hdManagerLeaveDomain(mgr, domain, &groups, error))
+    if (!ok) {
+        hdDestroyCloseFds(g_steal_pointer(&device_fds));
         return FALSE;
-    hdDestroyGiveBack(mgr, groups, opts, per_device_ms, rep);
+    }
+
+    /* Step 2: leave the domain; step 3: the groups, in parallel. */
+    start = g_get_monotonic_time();
+    hdDestroyCloseDeviceFds(device_fds, workers);
+    if (!hdManagerLeaveDomain(mgr, domain, &left, error))
+        return FALSE;
+    hdDestroyGiveBack(mgr, left, adopted, opts, per_device_ms, rep);
     rep->give_back_s = (g_get_monotonic_time() - start) / 1e6;
     if (report)
         *report = g_steal_pointer(&rep);

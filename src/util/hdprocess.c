@@ -34,6 +34,13 @@ hdPidfdSendSignal(int pidfd, pid_t pid, int sig, GError **error)
 }
 
 
+int
+hdPidfdGetFd(int pidfd, int targetfd)
+{
+    return (int)syscall(SYS_pidfd_getfd, pidfd, targetfd, 0);
+}
+
+
 gboolean
 hdPidfdWait(int pidfd, guint timeout_ms)
 {

@@ -18,6 +18,11 @@ gboolean hdPidfdOpen(pid_t pid, int *pidfd, GError **error);
 
 gboolean hdPidfdSendSignal(int pidfd, pid_t pid, int sig, GError **error);
 
+/* A duplicate, in this process, of fd @targetfd of the process behind
+ * @pidfd (pidfd_getfd(2): needs ptrace rights over it); -1 with errno set
+ * on failure. */
+int hdPidfdGetFd(int pidfd, int targetfd);
+
 /* Wait up to @timeout_ms for the process to exit; TRUE if it did. */
 gboolean hdPidfdWait(int pidfd, guint timeout_ms);
 

@@ -173,6 +173,31 @@ testAssertAllHome(Fixture *f)
 }
 
 
+/* How many releases started before the first one was done: with QEMU's
+ * files closed side by side, one per group (members of a group are
+ * released one after the other); after a plain exit, one. */
+static guint
+testReleasesStartedTogether(Fixture *f)
+{
+    g_autoptr(GError) error = NULL;
+    g_autoptr(JsonArray) events = hdSimHostEvents(f->sim, &error);
+    guint started = 0;
+    guint i;
+
+    g_assert_no_error(error);
+    for (i = 0; i < json_array_get_length(events); i++) {
+        const char *type = json_object_get_string_member(json_array_get_object_element(events,
+                                                                                       i),
+                                                         "event");
+
+        if (g_strcmp0(type, "release-done") == 0)
+            break;
+        started += g_strcmp0(type, "release-start") == 0;
+    }
+    return started;
+}
+
+
 /* 16 GPUs: every group comes back, progress counts up to 32 devices. */
 static void
 testDestroyMany(void)
@@ -195,7 +220,9 @@ testDestroyMany(void)
     testReapQemu(&f);
     g_assert_cmpuint(report->devices, ==, 32);
     g_assert_cmpuint(report->given_back, ==, 32);
+    g_assert_cmpuint(report->adopted, ==, 16);
     g_assert_false(report->killed);
+    g_assert_cmpuint(testReleasesStartedTogether(&f), ==, 16);
     g_assert_cmpuint(report->problems->len, ==, 0);
     testAssertAllHome(&f);
 
@@ -207,6 +234,32 @@ testDestroyMany(void)
     g_assert_cmpuint(g_array_index(f.progress, guint, f.progress->len - 1), ==, 32);
     /* The per-device allowance now follows what was measured here. */
     g_assert_cmpuint(hdDestroyPerDeviceMs(f.mgr), >=, 2000);
+    fixtureStop(&f);
+}
+
+
+/* Without adoption QEMU's exit releases its groups one after the other. */
+static void
+testDestroyWithoutAdoption(void)
+{
+    Fixture f = { 0 };
+    g_autoptr(GPtrArray) gpus = NULL;
+    g_autoptr(hdDestroyReport) report = NULL;
+    g_autoptr(GError) error = NULL;
+    hdDestroyOptions opts = { .no_adopt = TRUE };
+
+    fixtureStart(&f, "gpu16");
+    g_assert_true(hdSimHostCtl(f.sim, "cost all release_ms 30", &error));
+    g_assert_true(hdSimHostCtl(f.sim, "cost all probe_ms 0", &error));
+    gpus = testAssignGpus(&f, 3);
+    testStartQemu(&f, gpus, QEMU_EXITS);
+    g_assert_true(hdDestroyDomain(f.mgr, "guest", f.qemu, &opts, &report, &error));
+    g_assert_no_error(error);
+    testReapQemu(&f);
+    g_assert_cmpuint(report->adopted, ==, 0);
+    g_assert_cmpuint(testReleasesStartedTogether(&f), ==, 1);
+    g_assert_cmpuint(report->given_back, ==, 6);
+    testAssertAllHome(&f);
     fixtureStop(&f);
 }
 
@@ -334,6 +387,7 @@ main(int argc, char **argv)
 
     HD_TEST_REQUIRE_SIMHOST(skip);
     g_test_add_func("/destroy/many", testDestroyMany);
+    g_test_add_func("/destroy/without-adoption", testDestroyWithoutAdoption);
     g_test_add_func("/destroy/ignores-sigterm", testDestroyIgnoresSigterm);
     g_test_add_func("/destroy/qemu-exits-while-waiting", testDestroyQemuExitsWhileWaiting);
     g_test_add_func("/destroy/one-group-hangs", testDestroyOneGroupHangs);
