@@ -271,10 +271,11 @@ vm_mgr_init() {
 }
 
 vm_mgr() {
-    local out rc=0
+    local out rc=0 t0
+    t0=$(vm_now_ms)
     out=$("$VM_MGR_TOOL" / "$VM_MGR_STATE" "$@" 2>&1) || rc=$?
     {
-        echo "[$(vm_now_ms) ms] \$ mgr-tool $* -> status $rc"
+        echo "[$t0 ms] \$ mgr-tool $* -> status $rc after $(($(vm_now_ms) - t0)) ms"
         [ -z "$out" ] || echo "$out"
     } >>"$VM_MGR_LOG"
     [ -z "$out" ] || echo "$out"

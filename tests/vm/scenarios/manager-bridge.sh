@@ -42,7 +42,7 @@ for a in "$VM_PCIBR" "${pair[@]}"; do
 done
 vm_expect "the bridge is in the e1000s' group" "$g" "$(vm_group "$VM_PCIBR")"
 
-echo "--- one e1000 alone is refused, naming the other"
+vm_log "--- one e1000 alone is refused, naming the other"
 vm_mgr_xml /tmp/$domain-one.xml "$domain" "$VM_BR0"
 rc=0
 out=$(vm_mgr prepare "$domain" /tmp/$domain-one.xml) || rc=$?
@@ -52,7 +52,7 @@ vm_expect "the message names the other e1000" yes "$(has "$out" "$VM_BR1 (e1000)
 vm_expect "the message does not name the bridge" no "$(has "$out" "$VM_PCIBR")"
 vm_expect "nothing moved" "$VM_BR0=e1000 $VM_BR1=e1000" "$(vm_drivers "${pair[@]}")"
 
-echo "--- both e1000"
+vm_log "--- both e1000"
 vm_mgr_xml /tmp/$domain.xml "$domain" "${pair[@]}"
 vm_mark mb-prepare
 rc=0
@@ -74,7 +74,7 @@ out=$("$VM_HOLDER" --exit "${pair[@]}" 2>&1 | tr '\n' ';') || true
 vm_fact "a VFIO user takes the bridge group" "$out"
 vm_expect "the group is viable for a VFIO user" yes "$(has "$out" ";ready;")"
 
-echo "--- release"
+vm_log "--- release"
 rc=0
 out=$(vm_mgr release-domain "$domain") || rc=$?
 echo "$out"

@@ -5,9 +5,10 @@
 # pending groups are given back until done.  Every device must end on its
 # original driver, with its driver_override cleared and nothing tracked.
 #
-# Then the same with SIGKILL and release-domain right away, without waiting
-# for QEMU to be gone: the manager must not rebind anything while the dying
-# QEMU still holds a group, and must get everything back once it is dead.
+# Then SIGKILL and release-domain right away, without waiting for QEMU to
+# be gone (with the multifunction pair only, to keep the boot short): the
+# manager must not rebind anything while the dying QEMU still holds the
+# group, and must get both functions back once it is dead.
 # shellcheck disable=SC2154 # q_pid: set by vm_qemu_start
 set -euo pipefail
 
@@ -19,11 +20,6 @@ vm_mgr_init manager-destroy || { echo "SKIP: $VM_MGR_TOOL was not built"; exit 7
 
 domain=destroy
 all=("${VM_DEVICES[@]}")
-groups=()
-for a in "${all[@]}"; do
-    g=$(vm_group "$a")
-    [[ " ${groups[*]} " == *" $g "* ]] || groups+=("$g")
-done
 q_pid=
 drv() { local d; d=$(vm_driver "$1"); echo "${d:-none}"; }
 bridge_driver=$(drv "$VM_PCIBR")
@@ -37,6 +33,18 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# use ADDR...: the devices (devs) and groups of the next round.
+use() {
+    local a g
+    devs=("$@")
+    groups=()
+    for a in "${devs[@]}"; do
+        g=$(vm_group "$a")
+        [[ " ${groups[*]} " == *" $g "* ]] || groups+=("$g")
+    done
+    vm_mgr_xml "/tmp/$domain.xml" "$domain" "${devs[@]}"
+}
+
 nodes() {
     local n out=()
     for n in "${groups[@]}"; do [ -e "/dev/vfio/$n" ] && out+=("$n"); done
@@ -44,45 +52,44 @@ nodes() {
 }
 overrides() {
     local a
-    for a in "${all[@]}"; do cat "$VM_SYS/devices/$a/driver_override"; done | sort -u | tr '\n' ' '
+    for a in "${devs[@]}"; do cat "$VM_SYS/devices/$a/driver_override"; done | sort -u | tr '\n' ' '
 }
 
-# Prepare every device, start the nested QEMU with all of them.
+# Prepare the devices, start the nested QEMU with all of them.
 # shellcheck disable=SC2054 # commas are QEMU's
 start_guest() {
     local out rc=0 a i args=(-device pcie-root-port,id=rp4,chassis=5
                              -device pcie-root-port,id=rp5,chassis=6)
     out=$(vm_mgr prepare "$domain" /tmp/$domain.xml) || rc=$?
     echo "$out"
-    vm_expect "prepare of every device" "0 ${#all[@]}" "$rc $(grep -c " active $domain " <<<"$out" || true)"
-    vm_expect "every device on vfio-pci" "${#all[@]}" \
-        "$(vm_drivers "${all[@]}" | tr ' ' '\n' | grep -c '=vfio-pci$' || true)"
+    vm_expect "prepare of every device" "0 ${#devs[@]}" "$rc $(grep -c " active $domain " <<<"$out" || true)"
+    vm_expect "every device on vfio-pci" "${#devs[@]}" \
+        "$(vm_drivers "${devs[@]}" | tr ' ' '\n' | grep -c '=vfio-pci$' || true)"
     vm_expect "the bridge keeps its driver" "$bridge_driver" "$(drv "$VM_PCIBR")"
-    for i in "${!all[@]}"; do
-        a=${all[i]}
+    for i in "${!devs[@]}"; do
+        a=${devs[i]}
         args+=(-device "vfio-pci,host=$a,bus=rp$i,id=hd$i")
     done
     t0=$(vm_now_ms)
     vm_qemu_start q "${args[@]}"
-    vm_fact "nested QEMU with ${#all[@]} devices up after (ms)" "$(($(vm_now_ms) - t0))"
+    vm_fact "nested QEMU with ${#devs[@]} devices up after (ms)" "$(($(vm_now_ms) - t0))"
     vm_expect "QEMU holds every group" "${#groups[@]}" "$(vm_qemu_fds_on q '^/dev/vfio/[0-9]+$')"
-    vm_expect "QEMU holds a device fd per device" "${#all[@]}" "$(vm_qemu_fds_on q 'vfio-device')"
+    vm_expect "QEMU holds a device fd per device" "${#devs[@]}" "$(vm_qemu_fds_on q 'vfio-device')"
 }
 
 # The end state: everything back where it was.
 check_back() {
-    vm_expect "every device on its native driver" "$(vm_native_drivers "${all[@]}")" \
-        "$(vm_drivers "${all[@]}")"
+    vm_expect "every device on its native driver" "$(vm_native_drivers "${devs[@]}")" \
+        "$(vm_drivers "${devs[@]}")"
     vm_expect "driver_override cleared" "(null) " "$(overrides)"
     vm_expect "nothing tracked any more" "" "$(vm_mgr reconcile)"
     vm_expect "no /dev/vfio/N left" "" "$(nodes)"
     vm_expect "the bridge keeps its driver" "$bridge_driver" "$(drv "$VM_PCIBR")"
-    vm_expect "kernel logs no trouble" "" "$(vm_kernel_trouble "$1" "${all[@]}")"
+    vm_expect "kernel logs no trouble" "" "$(vm_kernel_trouble "$1" "${devs[@]}")"
 }
 
-vm_mgr_xml /tmp/$domain.xml "$domain" "${all[@]}"
-
-echo "--- destroy: SIGTERM, SIGKILL after 5 s, release-domain, give-back"
+vm_log "--- destroy: SIGTERM, SIGKILL after 5 s, release-domain, give-back"
+use "${all[@]}"
 start_guest
 vm_mark md-term
 t0=$(vm_now_ms)
@@ -99,13 +106,14 @@ echo "$out"
 t2=$(vm_now_ms)
 vm_expect "release-domain succeeds" 0 "$rc"
 vm_fact "destroy: still tracked after release-domain" "$(grep -c '^0000:' <<<"$out" || true) ($((t2 - t1)) ms)"
-runs=$(vm_mgr_give_back_until 100 "${all[@]}") || true
+runs=$(vm_mgr_give_back_until 100 "${devs[@]}") || true
 t3=$(vm_now_ms)
 vm_fact "destroy: give-back runs until done" "$runs ($((t3 - t2)) ms; kill to all back $((t3 - t0)) ms)"
 check_back md-term
 vm_fact "dmesg during the destroy" "$(vm_dmesg_since md-term | tr '\n' '|')"
 
-echo "--- destroy: SIGKILL and release-domain at once"
+vm_log "--- destroy: SIGKILL and release-domain at once (the multifunction pair)"
+use "$VM_MF0" "$VM_MF1"
 start_guest
 vm_mark md-kill
 t0=$(vm_now_ms)
@@ -118,12 +126,12 @@ vm_expect "release-domain succeeds" 0 "$rc"
 vm_fact "SIGKILL: QEMU alive when release-domain returned" \
     "$(kill -0 "$q_pid" 2>/dev/null && echo yes || echo no) ($((t1 - t0)) ms)"
 vm_fact "SIGKILL: tracked right after release-domain" "$(grep -c '^0000:' <<<"$out" || true)"
-vm_fact "SIGKILL: drivers right after release-domain" "$(vm_drivers "${all[@]}")"
+vm_fact "SIGKILL: drivers right after release-domain" "$(vm_drivers "${devs[@]}")"
 vm_expect "no device left driverless" "" \
-    "$(vm_drivers "${all[@]}" | tr ' ' '\n' | grep '=none$' || true)"
+    "$(vm_drivers "${devs[@]}" | tr ' ' '\n' | grep '=none$' || true)"
 wait "$q_pid" 2>/dev/null || true
 q_pid=
-runs=$(vm_mgr_give_back_until 100 "${all[@]}") || true
+runs=$(vm_mgr_give_back_until 100 "${devs[@]}") || true
 vm_fact "SIGKILL: give-back runs until done" "$runs ($(($(vm_now_ms) - t0)) ms after the kill)"
 check_back md-kill
 vm_fact "dmesg during the SIGKILL destroy" "$(vm_dmesg_since md-kill | tr '\n' '|')"

@@ -40,7 +40,7 @@ for a in "${pair[@]}"; do
         "$(cat "$VM_SYS/devices/$a/reset_method" 2>/dev/null || echo '(none)')"
 done
 
-echo "--- prepare: both functions to domain $domain"
+vm_log "--- prepare: both functions to domain $domain"
 xml=/tmp/$domain.xml
 vm_mgr_xml "$xml" "$domain" "${pair[@]}"
 rc=0
@@ -56,7 +56,7 @@ for a in "${pair[@]}"; do
     vm_fact "reset of $a on vfio-pci (multifunction)" "$(vm_try 1 "$VM_SYS/devices/$a/reset")"
 done
 
-echo "--- the nested QEMU gets both functions"
+vm_log "--- the nested QEMU gets both functions"
 vm_qemu_start q
 for i in 0 1; do
     r=$(vm_qmp q device_add "{\"driver\": \"vfio-pci\", \"host\": \"${pair[i]}\", \"bus\": \"rp$i\", \"id\": \"hd$i\"}")
@@ -65,7 +65,7 @@ done
 vm_expect "QEMU holds /dev/vfio/$g" 1 "$(vm_qemu_fds_on q "^/dev/vfio/$g\$")"
 vm_expect "QEMU holds two device fds" 2 "$(vm_qemu_fds_on q 'vfio-device')"
 
-echo "--- device_del and release of mf0"
+vm_log "--- device_del and release of mf0"
 vm_mark mg-del0
 out=$(vm_qmp q device_del '{"id": "hd0"}' --wait-event DEVICE_DELETED --timeout 30) || true
 vm_expect "DEVICE_DELETED for mf0" yes "$(grep -q '^event DEVICE_DELETED' <<<"$out" && echo yes || echo no)"
@@ -88,7 +88,7 @@ vm_expect "both still on vfio-pci" "$VM_MF0=vfio-pci $VM_MF1=vfio-pci" "$(vm_dri
 vm_expect "kernel logs no trouble about the pair" "" "$(vm_kernel_trouble mg-del0 "${pair[@]}")"
 vm_fact "dmesg after mf0's release" "$(vm_dmesg_since mg-del0 | tr '\n' '|')"
 
-echo "--- device_del and release of mf1"
+vm_log "--- device_del and release of mf1"
 vm_mark mg-del1
 out=$(vm_qmp q device_del '{"id": "hd1"}' --wait-event DEVICE_DELETED --timeout 30) || true
 vm_expect "DEVICE_DELETED for mf1" yes "$(grep -q '^event DEVICE_DELETED' <<<"$out" && echo yes || echo no)"

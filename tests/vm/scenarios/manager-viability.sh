@@ -39,14 +39,14 @@ has() { grep -qF -- "$2" <<<"$1" && echo yes || echo no; }
 
 vm_qemu_start q
 
-echo "--- what QEMU says on its own (mf0 on vfio-pci by hand, mf1 on e1000e)"
+vm_log "--- what QEMU says on its own (mf0 on vfio-pci by hand, mf1 on e1000e)"
 vm_expect "mf0 to vfio-pci by hand" ok "$(vm_bind_vfio "$VM_MF0" && echo ok)"
 r=$(vm_qmp q device_add "{\"driver\": \"vfio-pci\", \"host\": \"$VM_MF0\", \"bus\": \"rp0\", \"id\": \"late\"}") || true
 vm_fact "QEMU's error for a non-viable group" "$r"
 vm_expect "QEMU refuses the non-viable group" yes "$(has "$r" "group $g is not viable")"
 vm_expect "mf0 back to e1000e" ok "$(vm_bind_native "$VM_MF0" && echo ok)"
 
-echo "--- prepare of mf0 alone is refused upfront"
+vm_log "--- prepare of mf0 alone is refused upfront"
 xml=/tmp/$domain.xml
 vm_mgr_xml "$xml" "$domain" "$VM_MF0"
 vm_mark mv-refused
@@ -66,7 +66,7 @@ vm_expect "nothing tracked" "" "$(vm_mgr reconcile)"
 vm_expect "no /dev/vfio/$g" absent "$(node)"
 vm_expect "the kernel saw nothing" "" "$(vm_dmesg_since mv-refused)"
 
-echo "--- prepare of mf0 with the whole group"
+vm_log "--- prepare of mf0 with the whole group"
 rc=0
 out=$(vm_mgr prepare "$domain" "$xml" whole-group) || rc=$?
 echo "$out"
@@ -80,7 +80,7 @@ out=$(vm_mgr give-back) || true
 vm_expect "the held sibling is not given back while mf0 is active" "given back: 0 | inactive - | vfio-pci" \
     "$(head -n1 <<<"$out") | $(vm_mgr_tracked "$out" "$VM_MF1") | $(vm_driver "$VM_MF1")"
 
-echo "--- device_del and release"
+vm_log "--- device_del and release"
 vm_mark mv-release
 out=$(vm_qmp q device_del '{"id": "hd0"}' --wait-event DEVICE_DELETED --timeout 30) || true
 vm_expect "DEVICE_DELETED" yes "$(has "$out" "event DEVICE_DELETED")"
