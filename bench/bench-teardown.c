@@ -22,7 +22,6 @@
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
-#include <fcntl.h>
 #include <glib/gstdio.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -30,9 +29,9 @@
 #include <sys/wait.h>
 
 #include "hdholders.h"
-#include "hdtest-sim.h"
 #include "hostdev/destroy.h"
 #include "hostdev/error.h"
+#include "mgrtest.h"
 
 #define RELEASE_MS 1000
 #define PROBE_MS 300
@@ -144,40 +143,11 @@ static void
 benchStartQemu(BenchHost *b, guint gpus)
 {
     g_autoptr(GPtrArray) nodes = g_ptr_array_new_with_free_func(g_free);
-    int ready[2];
-    char byte;
     guint i;
 
     for (i = 0; i < gpus; i++)
         g_ptr_array_add(nodes, hdIOMMUGroupDevPath(b->host, i));
-    g_assert_cmpint(pipe(ready), ==, 0);
-    if ((b->qemu = fork()) == 0) {
-        for (i = 0; i < nodes->len; i++) {
-            if (open(g_ptr_array_index(nodes, i), O_RDWR) < 0)
-                _exit(1);
-        }
-        if (write(ready[1], "r", 1) != 1)
-            _exit(1);
-        for (;;)
-            pause();
-    }
-    close(ready[1]);
-    g_assert_cmpint(read(ready[0], &byte, 1), ==, 1);
-    close(ready[0]);
-}
-
-
-static void
-benchRemoveTree(const char *dir)
-{
-    g_autoptr(GDir) d = g_dir_open(dir, 0, NULL);
-    const char *name;
-
-    while (d && (name = g_dir_read_name(d))) {
-        g_autofree char *path = g_build_filename(dir, name, NULL);
-        g_unlink(path);
-    }
-    g_rmdir(dir);
+    b->qemu = mgrtestStartQemu(nodes, MGRTEST_QEMU_EXITS);
 }
 
 
@@ -199,7 +169,7 @@ benchHostStop(BenchHost *b)
     g_clear_pointer(&b->mgr, hdManagerFree);
     g_clear_pointer(&b->host, hdHostUnref);
     g_clear_pointer(&b->sim, hdSimHostStop);
-    benchRemoveTree(b->state_dir);
+    mgrtestRemoveTree(b->state_dir);
     g_free(b->state_dir);
     g_ptr_array_unref(b->devices);
     return violations;

@@ -3,7 +3,9 @@
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
+#include <fcntl.h>
 #include <glib/gstdio.h>
+#include <signal.h>
 #include <string.h>
 
 #include "mgrtest.h"
@@ -88,6 +90,57 @@ mgrtestAssertDriver(hdSimHost *sim, const char *addr, const char *expected)
     if (g_strcmp0(driver, expected) != 0)
         g_error("%s is on driver '%s', expected '%s'", addr, driver ? driver : "none",
                 expected ? expected : "none");
+}
+
+
+/* The child: only async-signal-safe calls. */
+static G_GNUC_NORETURN void
+mgrtestQemuMain(GPtrArray *nodes, mgrtestQemuKind kind, int ready)
+{
+    guint i;
+
+    if (kind == MGRTEST_QEMU_IGNORES_TERM)
+        signal(SIGTERM, SIG_IGN);
+    for (i = 0; i < nodes->len; i++) {
+        if (open(g_ptr_array_index(nodes, i), O_RDWR) < 0)
+            _exit(1);
+    }
+    if (write(ready, "r", 1) != 1)
+        _exit(1);
+    if (kind == MGRTEST_QEMU_EXITS_SLOWLY) {
+        sigset_t set;
+        int sig;
+
+        sigemptyset(&set);
+        sigaddset(&set, SIGTERM);
+        sigprocmask(SIG_BLOCK, &set, NULL);
+        sigwait(&set, &sig);
+        usleep(300 * 1000);
+        _exit(0);
+    }
+    for (;;)
+        pause();
+}
+
+
+pid_t
+mgrtestStartQemu(GPtrArray *nodes, mgrtestQemuKind kind)
+{
+    int ready[2];
+    char byte = 0;
+    pid_t pid;
+
+    g_assert_cmpint(pipe(ready), ==, 0);
+    pid = fork();
+    g_assert_cmpint(pid, >=, 0);
+    if (pid == 0) {
+        close(ready[0]);
+        mgrtestQemuMain(nodes, kind, ready[1]);
+    }
+    close(ready[1]);
+    g_assert_cmpint(read(ready[0], &byte, 1), ==, 1);
+    close(ready[0]);
+    return pid;
 }
 
 

@@ -6,7 +6,6 @@
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
-#include <fcntl.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -14,12 +13,6 @@
 #include "hostdev/destroy.h"
 #include "hostdev/error.h"
 #include "mgrtest.h"
-
-typedef enum {
-    QEMU_EXITS,             /* SIGTERM ends it */
-    QEMU_IGNORES_TERM,      /* only SIGKILL does */
-    QEMU_EXITS_SLOWLY,      /* takes its time to shut down after SIGTERM */
-} QemuKind;
 
 typedef struct {
     hdSimHost *sim;
@@ -105,11 +98,9 @@ testAssignGpus(Fixture *f, guint count)
 
 /* Start the guest's QEMU: a child holding the groups of @gpus. */
 static void
-testStartQemu(Fixture *f, GPtrArray *gpus, QemuKind kind)
+testStartQemu(Fixture *f, GPtrArray *gpus, mgrtestQemuKind kind)
 {
     g_autoptr(GPtrArray) nodes = g_ptr_array_new_with_free_func(g_free);
-    int ready[2];
-    char byte = 0;
     guint i;
 
     for (i = 0; i < gpus->len; i++) {
@@ -119,45 +110,24 @@ testStartQemu(Fixture *f, GPtrArray *gpus, QemuKind kind)
         g_assert_true(hdPCIDeviceGetIOMMUGroup(f->host, &addr, &group, NULL));
         g_ptr_array_add(nodes, hdIOMMUGroupDevPath(f->host, group));
     }
-    g_assert_cmpint(pipe(ready), ==, 0);
-    f->qemu = fork();
-    g_assert_cmpint(f->qemu, >=, 0);
-    if (f->qemu == 0) {
-        /* Only async-signal-safe calls from here on. */
-        close(ready[0]);
-        if (kind == QEMU_IGNORES_TERM)
-            signal(SIGTERM, SIG_IGN);
-        for (i = 0; i < nodes->len; i++) {
-            if (open(g_ptr_array_index(nodes, i), O_RDWR) < 0)
-                _exit(1);
-        }
-        if (write(ready[1], "r", 1) != 1)
-            _exit(1);
-        if (kind == QEMU_EXITS_SLOWLY) {
-            sigset_t set;
-            int sig;
-
-            sigemptyset(&set);
-            sigaddset(&set, SIGTERM);
-            sigprocmask(SIG_BLOCK, &set, NULL);
-            sigwait(&set, &sig);
-            usleep(300 * 1000);
-            _exit(0);
-        }
-        for (;;)
-            pause();
-    }
-    close(ready[1]);
-    g_assert_cmpint(read(ready[0], &byte, 1), ==, 1);
-    close(ready[0]);
+    f->qemu = mgrtestStartQemu(nodes, kind);
 }
 
 
-static void
-testReapQemu(Fixture *f)
+/* Destroy "guest" (its QEMU, if started, is reaped); must succeed. */
+static hdDestroyReport *
+testDestroy(Fixture *f, const hdDestroyOptions *opts)
 {
-    g_assert_cmpint(waitpid(f->qemu, NULL, 0), ==, f->qemu);
-    f->qemu = 0;
+    g_autoptr(GError) error = NULL;
+    hdDestroyReport *report = NULL;
+
+    g_assert_true(hdDestroyDomain(f->mgr, "guest", f->qemu, opts, &report, &error));
+    g_assert_no_error(error);
+    if (f->qemu > 0) {
+        g_assert_cmpint(waitpid(f->qemu, NULL, 0), ==, f->qemu);
+        f->qemu = 0;
+    }
+    return report;
 }
 
 
@@ -213,11 +183,9 @@ testDestroyMany(void)
     g_assert_true(hdSimHostCtl(f.sim, "cost all release_ms 100", &error));
     g_assert_true(hdSimHostCtl(f.sim, "cost all probe_ms 20", &error));
     gpus = testAssignGpus(&f, 16);
-    testStartQemu(&f, gpus, QEMU_EXITS);
+    testStartQemu(&f, gpus, MGRTEST_QEMU_EXITS);
 
-    g_assert_true(hdDestroyDomain(f.mgr, "guest", f.qemu, &opts, &report, &error));
-    g_assert_no_error(error);
-    testReapQemu(&f);
+    report = testDestroy(&f, &opts);
     g_assert_cmpuint(report->devices, ==, 32);
     g_assert_cmpuint(report->given_back, ==, 32);
     g_assert_cmpuint(report->adopted, ==, 16);
@@ -252,10 +220,8 @@ testDestroyWithoutAdoption(void)
     g_assert_true(hdSimHostCtl(f.sim, "cost all release_ms 30", &error));
     g_assert_true(hdSimHostCtl(f.sim, "cost all probe_ms 0", &error));
     gpus = testAssignGpus(&f, 3);
-    testStartQemu(&f, gpus, QEMU_EXITS);
-    g_assert_true(hdDestroyDomain(f.mgr, "guest", f.qemu, &opts, &report, &error));
-    g_assert_no_error(error);
-    testReapQemu(&f);
+    testStartQemu(&f, gpus, MGRTEST_QEMU_EXITS);
+    report = testDestroy(&f, &opts);
     g_assert_cmpuint(report->adopted, ==, 0);
     g_assert_cmpuint(testReleasesStartedTogether(&f), ==, 1);
     g_assert_cmpuint(report->given_back, ==, 6);
@@ -275,10 +241,8 @@ testDestroyIgnoresSigterm(void)
 
     fixtureStart(&f, "small");
     gpus = testAssignGpus(&f, 1);
-    testStartQemu(&f, gpus, QEMU_IGNORES_TERM);
-    g_assert_true(hdDestroyDomain(f.mgr, "guest", f.qemu, &opts, &report, &error));
-    g_assert_no_error(error);
-    testReapQemu(&f);
+    testStartQemu(&f, gpus, MGRTEST_QEMU_IGNORES_TERM);
+    report = testDestroy(&f, &opts);
     g_assert_true(report->killed);
     g_assert_cmpuint(report->given_back, ==, 2);
     testAssertAllHome(&f);
@@ -296,10 +260,8 @@ testDestroyQemuExitsWhileWaiting(void)
 
     fixtureStart(&f, "small");
     gpus = testAssignGpus(&f, 1);
-    testStartQemu(&f, gpus, QEMU_EXITS_SLOWLY);
-    g_assert_true(hdDestroyDomain(f.mgr, "guest", f.qemu, NULL, &report, &error));
-    g_assert_no_error(error);
-    testReapQemu(&f);
+    testStartQemu(&f, gpus, MGRTEST_QEMU_EXITS_SLOWLY);
+    report = testDestroy(&f, NULL);
     g_assert_false(report->killed);
     g_assert_cmpfloat(report->terminate_s, >=, 0.25);
     g_assert_cmpuint(report->given_back, ==, 2);
@@ -332,11 +294,9 @@ testDestroyOneGroupHangs(void)
     g_assert_true(hdPCIDeviceGetIOMMUGroup(f.host, &addr, &stuck, NULL));
     fault = g_strdup_printf("fault %s release hang", (char *)g_ptr_array_index(gpus, 1));
     g_assert_true(hdSimHostCtl(f.sim, fault, &error));
-    testStartQemu(&f, gpus, QEMU_EXITS);
+    testStartQemu(&f, gpus, MGRTEST_QEMU_EXITS);
 
-    g_assert_true(hdDestroyDomain(f.mgr, "guest", f.qemu, &opts, &report, &error));
-    g_assert_no_error(error);
-    testReapQemu(&f);
+    report = testDestroy(&f, &opts);
     g_assert_cmpuint(report->given_back, ==, 4);
     g_assert_cmpuint(report->problems->len, ==, 1);
     group = g_strdup_printf("IOMMU group %u", stuck);
@@ -371,8 +331,7 @@ testDestroySiblingOfNoOne(void)
 
     fixtureStart(&f, "small");
     gpus = testAssignGpus(&f, 1);
-    g_assert_true(hdDestroyDomain(f.mgr, "guest", 0, NULL, &report, &error));
-    g_assert_no_error(error);
+    report = testDestroy(&f, NULL);
     g_assert_cmpuint(report->devices, ==, 2);
     g_assert_cmpuint(report->given_back, ==, 2);
     testAssertAllHome(&f);
