@@ -6,7 +6,8 @@
 #
 # Prints the path of the image.  The image is cached in CACHE_DIR and built
 # again only when an input changes (kernel version, module files, busybox,
-# guest-init.sh, this script).
+# guest-init.sh, this script).  netdevsim, when the kernel has none, comes
+# from build-netdevsim.sh (cached in CACHE_DIR/netdevsim-KERNEL_VERSION).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -32,10 +33,10 @@ command -v cpio >/dev/null || die "cpio not found"
 # Resolve every module to its files, dependencies first, without duplicates.
 files=()
 declare -A seen=()
-for spec in "${modules[@]}"; do
-    name=${spec#\?}
+add_module() {
+    local spec=$1 name=${1#\?} out verb path
     if ! out=$(modprobe -S "$kver" --show-depends "$name" 2>&1); then
-        [ "$spec" != "$name" ] && continue
+        [ "$spec" != "$name" ] && return 0
         die "module $name: $out"
     fi
     while read -r verb path _; do
@@ -44,7 +45,24 @@ for spec in "${modules[@]}"; do
         seen[$path]=1
         files+=("$path")
     done <<<"$out"
+}
+for spec in "${modules[@]}"; do
+    add_module "$spec"
 done
+
+# A kernel without netdevsim (Debian's) gets one built from linux-source
+# (build-netdevsim.sh); without the source or headers, or if the build
+# fails, the image has none and the vf-netdevsim scenario says why.
+if ! modprobe -S "$kver" --show-depends netdevsim >/dev/null 2>&1; then
+    if ko=$("$here/build-netdevsim.sh" "$kver" "$cache/netdevsim-$kver"); then
+        for dep in $(modinfo -F depends "$ko" | tr ',' ' '); do
+            add_module "$dep"
+        done
+        files+=("$ko")
+    else
+        echo "mkinitramfs: no netdevsim: ${ko:-see $cache/netdevsim-$kver/build.log}" >&2
+    fi
+fi
 
 # The cache key covers every input.
 key=$( {
