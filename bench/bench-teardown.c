@@ -17,8 +17,9 @@
  *
  * The serial lower bound of the global kernel is every device's release one
  * after the other.  Results: a table on stdout, $HD_BUILDDIR/bench/teardown.json
- * and teardown.svg.  HD_BENCH_GPUS="1 8" limits the sizes; HD_BENCH_SCALE=0.1
- * scales every cost (for a quick run).
+ * and teardown.svg.  HD_BENCH_GPUS="1 8" limits the sizes, HD_BENCH_SCALE=0.1
+ * scales every cost, HD_BENCH_KERNELS="per-device" runs one kernel, and
+ * HD_BENCH_SERIAL=0 skips the baseline (serial_s is then 0): quick runs.
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
@@ -399,6 +400,7 @@ main(int argc, char **argv)
     g_autofree char *json = NULL;
     g_autofree char *svg = NULL;
     g_autofree char *topodir = NULL;
+    const char *kernels = g_getenv("HD_BENCH_KERNELS");
     guint mode;
     guint i;
 
@@ -411,12 +413,15 @@ main(int argc, char **argv)
     g_print("%6s  %-10s  %10s  %10s  %12s  %10s\n", "gpus", "kernel", "hostdev_s",
             "serial_s", "lower_bound", "violations");
     for (mode = 0; mode < 2; mode++) {
+        if (kernels && !strstr(kernels, mode ? "global" : "per-device"))
+            continue;
         for (i = 0; i < sizes->len; i++) {
             BenchResult r = { .gpus = g_array_index(sizes, guint, i), .global = mode == 1 };
             g_autofree char *topology = benchTopology(topodir, r.gpus);
 
             r.hostdev_s = benchHostdev(topology, r.gpus, r.global, &r.violations);
-            r.serial_s = benchSerial(topology, r.gpus, r.global, &r.violations);
+            if (g_strcmp0(g_getenv("HD_BENCH_SERIAL"), "0") != 0)
+                r.serial_s = benchSerial(topology, r.gpus, r.global, &r.violations);
             r.bound_s = r.global ? 2.0 * r.gpus * RELEASE_MS * benchScale() / 1000 :
                 2.0 * RELEASE_MS * benchScale() / 1000;
             g_print("%6u  %-10s  %10.2f  %10.2f  %12.2f  %10u\n", r.gpus,

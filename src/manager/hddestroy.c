@@ -281,8 +281,36 @@ hdDestroyJobFinish(hdDestroyJob *job, gboolean given_back, gint64 started, char 
 }
 
 
-/* One group's pipeline, on a worker thread: wait free, then the manager's
- * give-back (reset, unbind, rebind, events for the cleanup layers). */
+/* Pipeline steps 2 and 3: the manager's give-back (it checks itself that
+ * no process holds the group); if one does, wait until it lets go (inotify,
+ * pidfd, polling) and try again.  In the usual case, QEMU gone, /proc is
+ * scanned once, not twice. */
+static gboolean
+hdDestroyJobGiveBack(hdDestroyJob *job, gboolean *given_back, GError **error)
+{
+    hdDestroyJobSetStep(job, _("giving it back"));
+    if (!hdManagerGiveBackGroup(job->run->mgr, job->group, given_back, error))
+        return FALSE;
+    if (*given_back)
+        return TRUE;
+
+    hdDestroyJobSetStep(job, _("waiting until no process holds it"));
+    if (!hdDestroyJobWaitFree(job, error))
+        return FALSE;
+    hdDestroyJobSetStep(job, _("giving it back"));
+    if (!hdManagerGiveBackGroup(job->run->mgr, job->group, given_back, error))
+        return FALSE;
+    if (!*given_back) {
+        hdErrorSet(error, HD_ERROR_IN_USE, _("it is not free yet"));
+        return FALSE;
+    }
+    return TRUE;
+}
+
+
+/* One group's pipeline, on a worker thread: close the files adopted from
+ * QEMU (this group's release then runs in this worker, side by side with
+ * the other groups'), then give the group back. */
 static void
 hdDestroyJobRun(gpointer data, gpointer user_data)
 {
@@ -293,22 +321,11 @@ hdDestroyJobRun(gpointer data, gpointer user_data)
     char *problem = NULL;
     guint i;
 
-    /* The adopted files: closed here, this group's release runs in this
-     * worker, side by side with the other groups'. */
     for (i = 0; job->fds && i < job->fds->len; i++)
         close(g_array_index(job->fds, int, i));
-    if (!hdDestroyJobWaitFree(job, &local)) {
+    if (!hdDestroyJobGiveBack(job, &given_back, &local))
         problem = g_strdup_printf(_("IOMMU group %1$u stays on the inactive list: %2$s"),
                                   job->group, local->message);
-    } else {
-        hdDestroyJobSetStep(job, _("giving it back"));
-        if (!hdManagerGiveBackGroup(job->run->mgr, job->group, &given_back, &local))
-            problem = g_strdup_printf(_("IOMMU group %1$u stays on the inactive list: %2$s"),
-                                      job->group, local->message);
-        else if (!given_back)
-            problem = g_strdup_printf(_("IOMMU group %1$u stays on the inactive list: it is "
-                                        "not free yet"), job->group);
-    }
     hdDestroyJobFinish(job, given_back, started, problem);
     hdDestroyRunUnref(job->run);
 }

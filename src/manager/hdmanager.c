@@ -400,16 +400,30 @@ hdManagerCheckNotBusy(hdManager *mgr, unsigned int group, GError **error)
 }
 
 
-/* Drop the record of @addr, which is back on its original driver. */
+/* Drop the records of @addrs (hdPCIAddress), back on their original
+ * drivers: one write of the state file for all of them. */
 static gboolean
-hdManagerForgetLocked(hdManager *mgr, const hdPCIAddress *addr, GError **error)
+hdManagerForgetLocked(hdManager *mgr, GArray *addrs, GError **error)
 {
     g_autoptr(GPtrArray) next = hdDeviceRecordListCopy(mgr->records);
     guint index;
+    guint i;
 
-    if (hdRecordFind(next, addr, &index))
-        g_ptr_array_remove_index(next, index);
+    for (i = 0; i < addrs->len; i++) {
+        if (hdRecordFind(next, &g_array_index(addrs, hdPCIAddress, i), &index))
+            g_ptr_array_remove_index(next, index);
+    }
     return hdManagerCommit(mgr, next, error);
+}
+
+
+static gboolean
+hdManagerForgetOneLocked(hdManager *mgr, const hdPCIAddress *addr, GError **error)
+{
+    g_autoptr(GArray) addrs = g_array_new(FALSE, FALSE, sizeof(hdPCIAddress));
+
+    g_array_append_val(addrs, *addr);
+    return hdManagerForgetLocked(mgr, addrs, error);
 }
 
 
@@ -422,19 +436,24 @@ hdManagerQueueFailure(hdManager *mgr, unsigned int group, const GError *error)
 }
 
 
-/* Step 3 for one member: its original driver, then its record dropped. */
+/* Step 4: drop the records of the members that came home, in one write
+ * (the state file is written under the lock, which every group's
+ * give-back needs: one write per group, not per device). */
 static gboolean
-hdManagerFinishReturn(hdManager *mgr, const hdDeviceRecord *rec, GError **error)
+hdManagerForgetReturned(hdManager *mgr, unsigned int group, GArray *returned,
+                        GError **error)
 {
     gboolean ret;
+    guint i;
 
-    if (!hdManagerProbeForReturn(mgr, rec, error))
-        return FALSE;
-    hdCrashPoint("give-back-returned");
+    if (returned->len == 0)
+        return TRUE;
     g_mutex_lock(&mgr->lock);
-    if ((ret = hdManagerForgetLocked(mgr, &rec->addr, error)))
-        hdManagerQueueEvent(mgr, HD_EVENT_GROUP_GIVEN_BACK, NULL, &rec->addr, rec->group,
-                            NULL);
+    if ((ret = hdManagerForgetLocked(mgr, returned, error))) {
+        for (i = 0; i < returned->len; i++)
+            hdManagerQueueEvent(mgr, HD_EVENT_GROUP_GIVEN_BACK, NULL,
+                                &g_array_index(returned, hdPCIAddress, i), group, NULL);
+    }
     g_mutex_unlock(&mgr->lock);
     return ret;
 }
@@ -447,6 +466,8 @@ static gboolean
 hdManagerGiveBackClaimed(hdManager *mgr, unsigned int group, GPtrArray *recs,
                          gboolean *given_back, GError **error)
 {
+    g_autoptr(GArray) returned = g_array_new(FALSE, FALSE, sizeof(hdPCIAddress));
+    g_autoptr(GError) local_forget = NULL;
     gboolean ret = TRUE;
     guint i;
 
@@ -467,14 +488,24 @@ hdManagerGiveBackClaimed(hdManager *mgr, unsigned int group, GPtrArray *recs,
         }
     }
     for (i = 0; i < recs->len; i++) {
+        const hdDeviceRecord *rec = g_ptr_array_index(recs, i);
         g_autoptr(GError) local = NULL;
 
-        if (!hdManagerFinishReturn(mgr, g_ptr_array_index(recs, i), &local)) {
+        if (!hdManagerProbeForReturn(mgr, rec, &local)) {
             hdManagerQueueFailure(mgr, group, local);
             if (ret)
                 g_propagate_error(error, g_steal_pointer(&local));
             ret = FALSE;
+            continue;
         }
+        hdCrashPoint("give-back-returned");
+        g_array_append_val(returned, rec->addr);
+    }
+    if (!hdManagerForgetReturned(mgr, group, returned, &local_forget)) {
+        hdManagerQueueFailure(mgr, group, local_forget);
+        if (ret)
+            g_propagate_error(error, g_steal_pointer(&local_forget));
+        ret = FALSE;
     }
     *given_back = ret;
     return ret;
@@ -1253,7 +1284,7 @@ hdManagerNodeReattach(hdManager *mgr, const hdPCIAddress *addr, GError **error)
         goto cleanup;
     }
     if (hdManagerUnbindForReturn(mgr, rec, error) && hdManagerProbeForReturn(mgr, rec, error))
-        ret = hdManagerForgetLocked(mgr, addr, error);
+        ret = hdManagerForgetOneLocked(mgr, addr, error);
 
  cleanup:
     g_mutex_unlock(&mgr->lock);
