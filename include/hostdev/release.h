@@ -57,7 +57,10 @@ hdReleaseWatch *hdReleaseWatchNew(const char *const *paths, const hdReleaseWatch
                                   GMainContext *ctx, hdReleaseFreeFunc func, gpointer opaque,
                                   GError **error);
 
-/* Watch the holder files of IOMMU group @group (hdGroupHolderPaths). */
+/* Watch the holder files of IOMMU group @group (hdGroupHolderPaths); the
+ * group counts as held while a read-only open of its node gets EBUSY too
+ * (hdGroupOpenProbe): a holder of a vfio device fd alone, or the kernel
+ * still releasing after the last close. */
 hdReleaseWatch *hdReleaseWatchNewGroup(hdHost *host, unsigned int group,
                                        const hdReleaseWatchOptions *opts, GMainContext *ctx,
                                        hdReleaseFreeFunc func, gpointer opaque,

@@ -236,21 +236,35 @@ hdDestroyRemainingMs(hdDestroyRun *run)
 }
 
 
-/* Pipeline step 1: wait until no process holds the group (QEMU is gone,
- * but another process may still have it open). */
+/* Pipeline step 1: wait until nobody holds the group and the kernel is
+ * done releasing it (QEMU is gone, but another process may still have it
+ * open).  Past the destroy's deadline the wait goes on in the background:
+ * the group is reported by hdDestroyWaitJobs, never rebound under a
+ * holder, and given back as soon as it is free. */
 static gboolean
 hdDestroyJobWaitFree(hdDestroyJob *job, GError **error)
 {
     g_autoptr(GMainContext) ctx = g_main_context_new();
     g_autoptr(hdReleaseWatch) watch = NULL;
-    hdReleaseWatchOptions opts = { 0 };
+    /* What is usually left is the kernel finishing its releases, a matter
+     * of device resets: look often. */
+    hdReleaseWatchOptions opts = { .poll_max_ms = 50 };
 
     watch = hdReleaseWatchNewGroup(hdManagerGetHost(job->run->mgr), job->group, &opts, ctx,
                                    NULL, NULL, error);
     if (!watch)
         return FALSE;
-    return hdReleaseWatchIsFree(watch) ||
-        hdReleaseWatchWait(watch, hdDestroyRemainingMs(job->run), error);
+    while (!hdReleaseWatchIsFree(watch)) {
+        g_autoptr(GError) local = NULL;
+
+        if (hdReleaseWatchWait(watch, MAX(hdDestroyRemainingMs(job->run), 1000), &local))
+            break;
+        if (!g_error_matches(local, HD_ERROR, HD_ERROR_TIMEOUT)) {
+            g_propagate_error(error, g_steal_pointer(&local));
+            return FALSE;
+        }
+    }
+    return TRUE;
 }
 
 

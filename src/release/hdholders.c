@@ -4,6 +4,7 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #include <dirent.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -126,16 +127,34 @@ hdGroupHolderPaths(hdHost *host, unsigned int group, GError **error)
 
 
 gboolean
+hdGroupOpenProbe(hdHost *host, unsigned int group, gboolean *held)
+{
+    g_autofree char *node = hdIOMMUGroupDevPath(host, group);
+    g_auto(hdFd) fd = open(node, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+
+    *held = fd < 0 && errno == EBUSY;
+    if (fd < 0 && errno != EBUSY && errno != ENOENT)
+        g_debug("probe open of %s: %s", node, g_strerror(errno));
+    return fd >= 0 || errno == EBUSY || errno == ENOENT;
+}
+
+
+gboolean
 hdGroupFreeByProc(hdHost *host, unsigned int group, gboolean *free_, gpointer opaque,
                   GError **error)
 {
     g_auto(GStrv) paths = hdGroupHolderPaths(host, group, error);
     g_autoptr(GArray) pids = NULL;
+    gboolean held = FALSE;
 
     if (!paths)
         return FALSE;
     if (!(pids = hdHoldersFind(HD_PROC_ROOT, 0, (const char *const *)paths, error)))
         return FALSE;
-    *free_ = pids->len == 0;
+    /* A process holding only a vfio device fd shows no path in /proc
+     * (anon_inode:[vfio-device]) yet holds the group: the probe sees it. */
+    if (pids->len == 0)
+        hdGroupOpenProbe(host, group, &held);
+    *free_ = pids->len == 0 && !held;
     return TRUE;
 }

@@ -26,6 +26,16 @@ GArray *hdHoldersFind(const char *proc_root, pid_t pid, const char *const *paths
  * VFIO-bound members.  NULL-terminated, absolute. */
 GStrv hdGroupHolderPaths(hdHost *host, unsigned int group, GError **error);
 
-/* hdGroupFreeFunc scanning every process in /proc. */
+/* Is group @group held by anyone?  A read-only open of /dev/vfio/N fails
+ * with EBUSY while any file of the group is open (measured on 6.1: a vfio
+ * device fd alone keeps it, and /proc shows it only as
+ * anon_inode:[vfio-device]); the open claims no device and no DMA
+ * ownership, and is closed at once.  Sets *held; returns FALSE when the
+ * probe could not tell (no node means nothing can hold it: TRUE, *held
+ * FALSE). */
+gboolean hdGroupOpenProbe(hdHost *host, unsigned int group, gboolean *held);
+
+/* hdGroupFreeFunc scanning every process in /proc, then probing the group
+ * node when no process shows it. */
 gboolean hdGroupFreeByProc(hdHost *host, unsigned int group, gboolean *free_,
                            gpointer opaque, GError **error);

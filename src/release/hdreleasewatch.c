@@ -34,6 +34,8 @@ typedef struct {
 
 struct _hdReleaseWatch {
     GStrv paths;
+    hdHost *host;                /* group watches: probe the group node */
+    unsigned int group;
     char *proc_root;
     pid_t pid;                   /* 0: none, or it exited */
     guint poll_ms;
@@ -86,8 +88,14 @@ hdReleaseWatchHeld(hdReleaseWatch *watch)
 {
     g_autoptr(GArray) pids = NULL;
     g_autoptr(GError) error = NULL;
+    gboolean held = FALSE;
 
     watch->checks++;
+    /* The group node's exclusive open sees every holder, a vfio device fd
+     * alone included, and the kernel's release still running after the
+     * last close: cheap, and first. */
+    if (watch->host && hdGroupOpenProbe(watch->host, watch->group, &held) && held)
+        return TRUE;
     if (watch->pid > 0) {
         pids = hdReleaseWatchFindHolders(watch, watch->pid, NULL);
         if (pids && pids->len > 0)
@@ -269,9 +277,10 @@ hdReleaseWatchAddPidfd(hdReleaseWatch *watch)
 }
 
 
-hdReleaseWatch *
-hdReleaseWatchNew(const char *const *paths, const hdReleaseWatchOptions *opts,
-                  GMainContext *ctx, hdReleaseFreeFunc func, gpointer opaque, GError **error)
+static hdReleaseWatch *
+hdReleaseWatchNewFull(const char *const *paths, hdHost *host, unsigned int group,
+                      const hdReleaseWatchOptions *opts, GMainContext *ctx,
+                      hdReleaseFreeFunc func, gpointer opaque, GError **error)
 {
     static const hdReleaseWatchOptions defaults = { 0 };
     g_autoptr(hdReleaseWatch) watch = NULL;
@@ -284,6 +293,8 @@ hdReleaseWatchNew(const char *const *paths, const hdReleaseWatchOptions *opts,
     }
     watch = g_new0(hdReleaseWatch, 1);
     watch->paths = g_strdupv((char **)paths);
+    watch->host = host ? hdHostRef(host) : NULL;
+    watch->group = group;
     watch->proc_root = g_strdup(opts->proc_root ? opts->proc_root : HD_PROC_ROOT);
     watch->pid = opts->pid;
     watch->poll_ms = opts->poll_min_ms ? opts->poll_min_ms : HD_RELEASE_POLL_MIN_MS;
@@ -318,6 +329,14 @@ hdReleaseWatchNew(const char *const *paths, const hdReleaseWatchOptions *opts,
 
 
 hdReleaseWatch *
+hdReleaseWatchNew(const char *const *paths, const hdReleaseWatchOptions *opts,
+                  GMainContext *ctx, hdReleaseFreeFunc func, gpointer opaque, GError **error)
+{
+    return hdReleaseWatchNewFull(paths, NULL, 0, opts, ctx, func, opaque, error);
+}
+
+
+hdReleaseWatch *
 hdReleaseWatchNewGroup(hdHost *host, unsigned int group, const hdReleaseWatchOptions *opts,
                        GMainContext *ctx, hdReleaseFreeFunc func, gpointer opaque,
                        GError **error)
@@ -326,7 +345,8 @@ hdReleaseWatchNewGroup(hdHost *host, unsigned int group, const hdReleaseWatchOpt
 
     if (!paths)
         return NULL;
-    return hdReleaseWatchNew((const char *const *)paths, opts, ctx, func, opaque, error);
+    return hdReleaseWatchNewFull((const char *const *)paths, host, group, opts, ctx, func,
+                                 opaque, error);
 }
 
 
@@ -342,6 +362,7 @@ hdReleaseWatchFree(hdReleaseWatch *watch)
     hdReleaseWatchStop(watch);
     g_array_unref(watch->inotify_wds);
     g_strfreev(watch->paths);
+    g_clear_pointer(&watch->host, hdHostUnref);
     g_free(watch->proc_root);
     g_main_context_unref(watch->ctx);
     g_free(watch);

@@ -704,10 +704,11 @@ simFsCheckAccess(const simNode *node, int flags)
 
 
 static int
-simFsOpenDevNode(simFs *fs, const simHandle *handle, pid_t pid)
+simFsOpenDevNode(simFs *fs, const simHandle *handle, pid_t pid, int flags)
 {
     if (handle->kind == SIM_FILE_GROUP)
-        return simModelOpenGroup(fs->model, handle->group, pid);
+        return simModelOpenGroup(fs->model, handle->group, pid,
+                                 (flags & O_ACCMODE) == O_RDONLY);
     if (handle->kind == SIM_FILE_CDEV)
         return simModelOpenCdev(fs->model, handle->dev, pid);
     return 0;
@@ -770,7 +771,7 @@ simFsOpen(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     handle->dev = node->dev;
     handle->driver = node->driver;
     handle->group = node->group;
-    if ((ret = simFsOpenDevNode(fs, handle, simFsCallerPid(req))) < 0) {
+    if ((ret = simFsOpenDevNode(fs, handle, simFsCallerPid(req), fi->flags)) < 0) {
         simHandleFree(handle);
         fuse_reply_err(req, -ret);
         return;

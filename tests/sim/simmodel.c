@@ -866,7 +866,7 @@ simModelStartRelease(simModel *model, simGroup *group, GPtrArray *devices, pid_t
 
 
 int
-simModelOpenGroup(simModel *model, int number, pid_t pid)
+simModelOpenGroup(simModel *model, int number, pid_t pid, gboolean probe)
 {
     simGroup *group;
     int ret = 0;
@@ -878,6 +878,11 @@ simModelOpenGroup(simModel *model, int number, pid_t pid)
         ret = -ENOENT;
     } else if (simGroupOwned(group)) {
         ret = -EBUSY;
+    } else if (probe) {
+        group->open = TRUE;
+        group->probe = TRUE;
+        group->holder = pid;
+        simModelLog(model, "open", NULL, NULL, number, pid, "read-only");
     } else if (!simGroupViable(group)) {
         simModelLog(model, "open-refused", NULL, NULL, number, pid, "group is not viable");
         ret = -EPERM;
@@ -906,7 +911,12 @@ simModelCloseGroup(simModel *model, int number, pid_t closer)
 
     g_mutex_lock(&model->lock);
     group = simModelFindGroup(model, number);
-    if (group && group->open) {
+    if (group && group->open && group->probe) {
+        group->open = FALSE;
+        group->probe = FALSE;
+        simModelLog(model, "close", NULL, NULL, number, group->holder, "read-only");
+        group->holder = 0;
+    } else if (group && group->open) {
         group->open = FALSE;
         simModelLog(model, "close", NULL, NULL, number, group->holder, NULL);
         for (i = 0; i < group->members->len; i++) {

@@ -80,6 +80,7 @@ struct _simGroup {
     int number;
     GPtrArray *members;         /* simDevice *, borrowed, by address */
     gboolean open;              /* /dev/vfio/N is open */
+    gboolean probe;             /* ... read-only: no device in use */
     pid_t holder;               /* who opened it */
     guint releasing;            /* release threads still running */
 };
@@ -117,7 +118,12 @@ int simModelUnbind(simModel *model, const char *driver,
 int simModelProbe(simModel *model, const char *buf, gsize len, pid_t pid);
 int simModelReset(simModel *model, simDevice *dev,
                   const char *buf, gsize len, pid_t pid);
-int simModelOpenGroup(simModel *model, int number, pid_t pid);
+/* @probe: a read-only open, as hostdev's "is anyone holding it?" check.
+ * On the real kernel an open claims no device and no DMA ownership until
+ * VFIO ioctls do (measured in the VM tier), yet a second open gets EBUSY;
+ * a probe models exactly that: exclusive, viability not needed (the real
+ * open succeeds on a non-viable group), and no release at its close. */
+int simModelOpenGroup(simModel *model, int number, pid_t pid, gboolean probe);
 /* @closer: the thread whose close was the last (0: unknown).  One task
  * runs the releases of the files it closes one after the other (at exit,
  * __fput in task_work), different tasks at the same time (seed 002). */

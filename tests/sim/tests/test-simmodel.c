@@ -224,18 +224,18 @@ testOpen(void)
     simDevice *gpu = testDevice(model, "0000:01:00.0");
     simDevice *audio = testDevice(model, "0000:01:00.1");
 
-    g_assert_cmpint(simModelOpenGroup(model, 2, 1), ==, -ENOENT);
-    g_assert_cmpint(simModelOpenGroup(model, 42, 1), ==, -ENOENT);
+    g_assert_cmpint(simModelOpenGroup(model, 2, 1, FALSE), ==, -ENOENT);
+    g_assert_cmpint(simModelOpenGroup(model, 42, 1, FALSE), ==, -ENOENT);
     g_assert_cmpint(simModelSetOverride(model, gpu, W("vfio-pci"), 1), ==, 0);
     g_assert_cmpint(simModelUnbind(model, "nvidia", W("0000:01:00.0"), 1), ==, 0);
     g_assert_cmpint(simModelProbe(model, W("0000:01:00.0"), 1), ==, 0);
     /* The audio function is still on its host driver. */
-    g_assert_cmpint(simModelOpenGroup(model, 2, 1), ==, -EPERM);
+    g_assert_cmpint(simModelOpenGroup(model, 2, 1, FALSE), ==, -EPERM);
     g_assert_cmpint(simModelOpenCdev(model, gpu, 1), ==, -EPERM);
     g_assert_cmpint(simModelUnbind(model, "snd_hda_intel", W("0000:01:00.1"), 1), ==, 0);
 
-    g_assert_cmpint(simModelOpenGroup(model, 2, 1), ==, 0);
-    g_assert_cmpint(simModelOpenGroup(model, 2, 1), ==, -EBUSY);
+    g_assert_cmpint(simModelOpenGroup(model, 2, 1, FALSE), ==, 0);
+    g_assert_cmpint(simModelOpenGroup(model, 2, 1, FALSE), ==, -EBUSY);
     g_assert_cmpint(simModelOpenCdev(model, gpu, 1), ==, -EBUSY);
     g_assert_true(gpu->in_use);
     g_assert_false(audio->in_use);
