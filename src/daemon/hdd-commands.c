@@ -1,0 +1,1180 @@
+/*
+ * hdd-commands.c: hostdevd's commands (docs/protocol.rst)
+ *
+ * Every command checks its arguments on the main thread first (a bad
+ * request changes nothing).  Queries and domain definitions answer at once;
+ * everything that touches the host runs on a worker (an hddOp) and is
+ * answered when done, with the manager's events and destroy progress sent
+ * meanwhile.  A domain runs one long operation at a time (hddDomain.busy).
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include <string.h>
+
+#include <gio/gio.h>
+#include <glib/gi18n.h>
+
+#include "hostdev/destroy.h"
+#include "hostdev/domain.h"
+#include "hostdev/error.h"
+#include "hostdev/hotplug.h"
+#include "hostdev/qemu.h"
+#include "hdd.h"
+
+#define HDD_DOMAINS_FILE "hostdevd-domains.json"
+#define HDD_QMP_TIMEOUT_MS 10000
+
+typedef struct _hddOp hddOp;
+typedef JsonNode *(*hddWorkFunc)(hddOp *op, GError **error);
+
+/* One command on a worker.  Everything it needs is copied in on the main
+ * thread: workers never touch the domain table. */
+struct _hddOp {
+    hddDaemon *dmn;
+    hddClient *client;
+    JsonNode *id;
+    hddWorkFunc func;
+    char *domain;             /* the domain it keeps busy; NULL: none */
+    char *qmp;
+    pid_t pid;
+    hdPCIAddress addr;
+    hdDomainDef *def;
+    gboolean whole_group;
+};
+
+
+static void
+hddOpFree(hddOp *op)
+{
+    hddClientUnref(op->client);
+    if (op->id)
+        json_node_unref(op->id);
+    g_free(op->domain);
+    g_free(op->qmp);
+    if (op->def)
+        hdDomainDefFree(op->def);
+    g_free(op);
+}
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(hddOp, hddOpFree)
+
+
+void
+hddDomainFree(hddDomain *dom)
+{
+    if (!dom)
+        return;
+    g_free(dom->name);
+    g_free(dom->qmp);
+    g_free(dom->cgroup);
+    g_free(dom->seclabel);
+    g_hash_table_unref(dom->aliases);
+    g_free(dom);
+}
+
+
+static hddDomain *
+hddDomainNew(const char *name)
+{
+    hddDomain *dom = g_new0(hddDomain, 1);
+
+    dom->name = g_strdup(name);
+    dom->aliases = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+    return dom;
+}
+
+
+/* Domain definitions: a JSON file in the state directory, replaced
+ * atomically, so that a restarted daemon still knows each guest's QEMU. */
+static void
+hddDomainsSave(hddDaemon *dmn)
+{
+    g_autoptr(JsonBuilder) b = json_builder_new();
+    g_autoptr(JsonGenerator) gen = json_generator_new();
+    g_autoptr(GError) error = NULL;
+    g_autofree char *path = g_build_filename(dmn->config->state_dir, HDD_DOMAINS_FILE, NULL);
+    g_autofree char *text = NULL;
+    g_autoptr(GList) names = g_hash_table_get_keys(dmn->domains);
+    GList *l;
+
+    names = g_list_sort(names, (GCompareFunc)strcmp);
+    json_builder_begin_array(b);
+    for (l = names; l; l = l->next) {
+        hddDomain *dom = g_hash_table_lookup(dmn->domains, l->data);
+        GHashTableIter iter;
+        gpointer key, value;
+
+        json_builder_begin_object(b);
+        json_builder_set_member_name(b, "name");
+        json_builder_add_string_value(b, dom->name);
+        json_builder_set_member_name(b, "qmp");
+        json_builder_add_string_value(b, dom->qmp);
+        json_builder_set_member_name(b, "pid");
+        json_builder_add_int_value(b, dom->pid);
+        json_builder_set_member_name(b, "cgroup");
+        json_builder_add_string_value(b, dom->cgroup);
+        json_builder_set_member_name(b, "seclabel");
+        json_builder_add_string_value(b, dom->seclabel);
+        json_builder_set_member_name(b, "aliases");
+        json_builder_begin_object(b);
+        g_hash_table_iter_init(&iter, dom->aliases);
+        while (g_hash_table_iter_next(&iter, &key, &value)) {
+            json_builder_set_member_name(b, key);
+            json_builder_add_string_value(b, value);
+        }
+        json_builder_end_object(b);
+        json_builder_end_object(b);
+    }
+    json_builder_end_array(b);
+    json_generator_set_root(gen, json_builder_get_root(b));
+    json_generator_set_pretty(gen, TRUE);
+    text = json_generator_to_data(gen, NULL);
+    if (!g_file_set_contents(path, text, -1, &error))
+        g_warning(_("cannot save the domain definitions: %1$s"), error->message);
+}
+
+
+static const char *
+hddObjString(JsonObject *obj, const char *name)
+{
+    JsonNode *node = json_object_get_member(obj, name);
+
+    if (!node || !JSON_NODE_HOLDS_VALUE(node) || json_node_get_value_type(node) != G_TYPE_STRING)
+        return NULL;
+    return json_node_get_string(node);
+}
+
+
+gboolean
+hddDomainsLoad(hddDaemon *dmn, GError **error)
+{
+    g_autofree char *path = g_build_filename(dmn->config->state_dir, HDD_DOMAINS_FILE, NULL);
+    g_autoptr(JsonParser) parser = json_parser_new();
+    JsonNode *root;
+    JsonArray *arr;
+    guint i;
+
+    if (!g_file_test(path, G_FILE_TEST_EXISTS))
+        return TRUE;
+    if (!json_parser_load_from_file(parser, path, error))
+        return FALSE;
+    root = json_parser_get_root(parser);
+    if (!root || !JSON_NODE_HOLDS_ARRAY(root)) {
+        hdErrorSet(error, HD_ERROR_STATE, _("'%1$s' is not a JSON array"), path);
+        return FALSE;
+    }
+    arr = json_node_get_array(root);
+    for (i = 0; i < json_array_get_length(arr); i++) {
+        JsonObject *obj = json_array_get_object_element(arr, i);
+        const char *name = obj ? hddObjString(obj, "name") : NULL;
+        JsonObject *aliases;
+        g_autoptr(GError) err = NULL;
+        hddDomain *dom;
+
+        if (!name || g_hash_table_contains(dmn->domains, name))
+            continue;
+        dom = hddDomainNew(name);
+        dom->qmp = g_strdup(hddObjString(obj, "qmp"));
+        dom->pid = json_object_get_int_member_with_default(obj, "pid", 0);
+        dom->cgroup = g_strdup(hddObjString(obj, "cgroup"));
+        dom->seclabel = g_strdup(hddObjString(obj, "seclabel"));
+        if (json_object_has_member(obj, "aliases") &&
+            (aliases = json_object_get_object_member(obj, "aliases"))) {
+            g_autoptr(GList) members = json_object_get_members(aliases);
+            GList *l;
+
+            for (l = members; l; l = l->next) {
+                const char *alias = hddObjString(aliases, l->data);
+
+                if (alias)
+                    g_hash_table_insert(dom->aliases, g_strdup(l->data), g_strdup(alias));
+            }
+        }
+        if (!hdSecurityManagerSetDomain(dmn->sec, dom->name, dom->seclabel, dom->cgroup, &err))
+            g_warning(_("domain %1$s: %2$s"), dom->name, err->message);
+        g_hash_table_insert(dmn->domains, dom->name, dom);
+    }
+    return TRUE;
+}
+
+
+/* Argument checking: every member must be known and of its type. */
+typedef struct {
+    const char *name;
+    char type;                /* 's' string, 'i' integer, 'b' boolean */
+    gboolean required;
+} hddArg;
+
+
+static gboolean
+hddCheckArgs(JsonObject *args, const hddArg *spec, GError **error)
+{
+    g_autoptr(GList) members = args ? json_object_get_members(args) : NULL;
+    const hddArg *a;
+    GList *l;
+
+    for (l = members; l; l = l->next) {
+        const char *name = l->data;
+        JsonNode *val = json_object_get_member(args, name);
+        GType type;
+
+        for (a = spec; a->name && strcmp(a->name, name) != 0; a++)
+            ;
+        if (!a->name) {
+            hdErrorSet(error, HD_ERROR_INVALID_ARG, _("unexpected argument '%1$s'"), name);
+            return FALSE;
+        }
+        type = JSON_NODE_HOLDS_VALUE(val) ? json_node_get_value_type(val) : G_TYPE_INVALID;
+        if ((a->type == 's' && type != G_TYPE_STRING) ||
+            (a->type == 'i' && type != G_TYPE_INT64) ||
+            (a->type == 'b' && type != G_TYPE_BOOLEAN)) {
+            hdErrorSet(error, HD_ERROR_INVALID_ARG, _("argument '%1$s' must be a %2$s"), name,
+                       a->type == 's' ? "string" : a->type == 'i' ? "integer" : "boolean");
+            return FALSE;
+        }
+    }
+    for (a = spec; a->name; a++) {
+        if (a->required && (!args || !json_object_has_member(args, a->name))) {
+            hdErrorSet(error, HD_ERROR_INVALID_ARG, _("missing argument '%1$s'"), a->name);
+            return FALSE;
+        }
+    }
+    return TRUE;
+}
+
+
+static const char *
+hddArgString(JsonObject *args, const char *name)
+{
+    return args ? hddObjString(args, name) : NULL;
+}
+
+
+static hddDomain *
+hddLookupDomain(hddDaemon *dmn, const char *name, GError **error)
+{
+    hddDomain *dom = g_hash_table_lookup(dmn->domains, name);
+
+    if (!dom)
+        hdErrorSet(error, HD_ERROR_NOT_FOUND, _("no domain named '%1$s'"), name);
+    return dom;
+}
+
+
+static void
+hddAddDevice(JsonBuilder *b, const hdDeviceInfo *info)
+{
+    char addr[HD_PCI_ADDRESS_STRLEN];
+
+    json_builder_begin_object(b);
+    json_builder_set_member_name(b, "address");
+    json_builder_add_string_value(b, hdPCIAddressFormat(&info->addr, addr));
+    json_builder_set_member_name(b, "group");
+    json_builder_add_int_value(b, info->group);
+    json_builder_set_member_name(b, "state");
+    json_builder_add_string_value(b, hdDeviceStateToString(info->state));
+    json_builder_set_member_name(b, "driver");
+    json_builder_add_string_value(b, info->driver);
+    json_builder_set_member_name(b, "original-driver");
+    json_builder_add_string_value(b, info->original_driver);
+    json_builder_set_member_name(b, "domain");
+    json_builder_add_string_value(b, info->domain);
+    json_builder_set_member_name(b, "managed");
+    json_builder_add_boolean_value(b, info->managed);
+    json_builder_end_object(b);
+}
+
+
+static gint
+hddCompareInfo(gconstpointer a, gconstpointer b)
+{
+    const hdDeviceInfo *x = *(hdDeviceInfo *const *)a;
+    const hdDeviceInfo *y = *(hdDeviceInfo *const *)b;
+
+    if (x->group != y->group)
+        return x->group < y->group ? -1 : 1;
+    return hdPCIAddressCompare(&x->addr, &y->addr);
+}
+
+
+/* query-devices: every PCI device of the host, by IOMMU group. */
+static JsonNode *
+hddQueryDevices(hddDaemon *dmn, GError **error)
+{
+    hdHost *host = hdManagerGetHost(dmn->mgr);
+    g_autofree char *dir_path = hdHostPath(host, "sys/bus/pci/devices");
+    g_autoptr(GDir) dir = NULL;
+    g_autoptr(GPtrArray) infos = g_ptr_array_new_with_free_func((GDestroyNotify)hdDeviceInfoFree);
+    g_autoptr(GArray) pending = hdManagerPendingGroups(dmn->mgr);
+    g_autoptr(JsonBuilder) b = json_builder_new();
+    const char *name;
+    guint i;
+
+    if (!(dir = g_dir_open(dir_path, 0, error)))
+        return NULL;
+    while ((name = g_dir_read_name(dir))) {
+        hdPCIAddress addr;
+        hdDeviceInfo *info;
+
+        if (!hdPCIAddressParse(name, &addr, NULL))
+            continue;
+        /* A device that vanished since readdir is simply not listed. */
+        if ((info = hdManagerGetDevice(dmn->mgr, &addr, NULL)))
+            g_ptr_array_add(infos, info);
+    }
+    g_ptr_array_sort(infos, hddCompareInfo);
+
+    json_builder_begin_object(b);
+    json_builder_set_member_name(b, "groups");
+    json_builder_begin_array(b);
+    for (i = 0; i < infos->len; i++) {
+        hdDeviceInfo *info = g_ptr_array_index(infos, i);
+        gboolean is_pending = FALSE;
+        guint j;
+
+        if (i == 0 || ((hdDeviceInfo *)g_ptr_array_index(infos, i - 1))->group != info->group) {
+            if (i > 0) {
+                json_builder_end_array(b);
+                json_builder_end_object(b);
+            }
+            for (j = 0; pending && j < pending->len; j++)
+                is_pending |= g_array_index(pending, guint, j) == info->group;
+            json_builder_begin_object(b);
+            json_builder_set_member_name(b, "group");
+            json_builder_add_int_value(b, info->group);
+            json_builder_set_member_name(b, "pending");
+            json_builder_add_boolean_value(b, is_pending);
+            json_builder_set_member_name(b, "devices");
+            json_builder_begin_array(b);
+        }
+        hddAddDevice(b, info);
+    }
+    if (infos->len > 0) {
+        json_builder_end_array(b);
+        json_builder_end_object(b);
+    }
+    json_builder_end_array(b);
+    json_builder_end_object(b);
+    return json_builder_get_root(b);
+}
+
+
+static void
+hddAddDomain(JsonBuilder *b, hddDomain *dom, GPtrArray *tracked)
+{
+    guint i;
+
+    json_builder_begin_object(b);
+    json_builder_set_member_name(b, "name");
+    json_builder_add_string_value(b, dom->name);
+    json_builder_set_member_name(b, "qmp");
+    json_builder_add_string_value(b, dom->qmp);
+    json_builder_set_member_name(b, "pid");
+    json_builder_add_int_value(b, dom->pid);
+    json_builder_set_member_name(b, "cgroup");
+    json_builder_add_string_value(b, dom->cgroup);
+    json_builder_set_member_name(b, "seclabel");
+    json_builder_add_string_value(b, dom->seclabel);
+    json_builder_set_member_name(b, "busy");
+    json_builder_add_boolean_value(b, dom->busy);
+    json_builder_set_member_name(b, "devices");
+    json_builder_begin_array(b);
+    for (i = 0; i < tracked->len; i++) {
+        hdDeviceInfo *info = g_ptr_array_index(tracked, i);
+
+        if (info->state == HD_DEVICE_ACTIVE && g_strcmp0(info->domain, dom->name) == 0)
+            hddAddDevice(b, info);
+    }
+    json_builder_end_array(b);
+    json_builder_end_object(b);
+}
+
+
+static JsonNode *
+hddQueryDomains(hddDaemon *dmn, JsonObject *args, GError **error)
+{
+    static const hddArg spec[] = { { "name", 's', FALSE }, { NULL } };
+    g_autoptr(GPtrArray) tracked = NULL;
+    g_autoptr(JsonBuilder) b = json_builder_new();
+    g_autoptr(GList) names = NULL;
+    const char *name;
+    GList *l;
+
+    if (!hddCheckArgs(args, spec, error))
+        return NULL;
+    tracked = hdManagerListTracked(dmn->mgr);
+    if ((name = hddArgString(args, "name"))) {
+        hddDomain *dom = hddLookupDomain(dmn, name, error);
+
+        if (!dom)
+            return NULL;
+        hddAddDomain(b, dom, tracked);
+        return json_builder_get_root(b);
+    }
+    names = g_list_sort(g_hash_table_get_keys(dmn->domains), (GCompareFunc)strcmp);
+    json_builder_begin_array(b);
+    for (l = names; l; l = l->next)
+        hddAddDomain(b, g_hash_table_lookup(dmn->domains, l->data), tracked);
+    json_builder_end_array(b);
+    return json_builder_get_root(b);
+}
+
+
+static JsonNode *
+hddQueryStatus(hddDaemon *dmn)
+{
+    g_autoptr(JsonBuilder) b = json_builder_new();
+    g_autoptr(GArray) pending = hdManagerPendingGroups(dmn->mgr);
+    g_autoptr(GPtrArray) tracked = hdManagerListTracked(dmn->mgr);
+    g_auto(GStrv) sec_pending = hdSecurityManagerListPending(dmn->sec);
+    guint i;
+
+    json_builder_begin_object(b);
+    json_builder_set_member_name(b, "version");
+    json_builder_add_string_value(b, PACKAGE_VERSION);
+    json_builder_set_member_name(b, "root");
+    json_builder_add_string_value(b, dmn->config->root);
+    json_builder_set_member_name(b, "state-dir");
+    json_builder_add_string_value(b, dmn->config->state_dir);
+    json_builder_set_member_name(b, "domains");
+    json_builder_add_int_value(b, g_hash_table_size(dmn->domains));
+    json_builder_set_member_name(b, "tracked-devices");
+    json_builder_add_int_value(b, tracked->len);
+    json_builder_set_member_name(b, "operations");
+    json_builder_add_int_value(b, dmn->ops);
+    json_builder_set_member_name(b, "pending-groups");
+    json_builder_begin_array(b);
+    for (i = 0; pending && i < pending->len; i++)
+        json_builder_add_int_value(b, g_array_index(pending, guint, i));
+    json_builder_end_array(b);
+    json_builder_set_member_name(b, "security-pending");
+    json_builder_begin_array(b);
+    for (i = 0; sec_pending && sec_pending[i]; i++)
+        json_builder_add_string_value(b, sec_pending[i]);
+    json_builder_end_array(b);
+    json_builder_end_object(b);
+    return json_builder_get_root(b);
+}
+
+
+/* define-domain: create or update what the daemon knows about a guest. */
+static JsonNode *
+hddDefineDomain(hddDaemon *dmn, JsonObject *args, GError **error)
+{
+    static const hddArg spec[] = {
+        { "name", 's', TRUE }, { "qmp", 's', FALSE }, { "pid", 'i', FALSE },
+        { "cgroup", 's', FALSE }, { "seclabel", 's', FALSE }, { NULL },
+    };
+    const char *name;
+    const char *qmp;
+    gint64 pid = 0;
+    hddDomain *dom;
+    gboolean created = FALSE;
+
+    if (!hddCheckArgs(args, spec, error))
+        return NULL;
+    name = hddArgString(args, "name");
+    qmp = hddArgString(args, "qmp");
+    if (!*name || strlen(name) > 256 || strpbrk(name, "/\n") || !g_utf8_validate(name, -1, NULL)) {
+        hdErrorSet(error, HD_ERROR_INVALID_ARG, _("invalid domain name '%1$s'"), name);
+        return NULL;
+    }
+    if (qmp && !g_path_is_absolute(qmp)) {
+        hdErrorSet(error, HD_ERROR_INVALID_ARG, _("QMP socket path '%1$s' is not absolute"), qmp);
+        return NULL;
+    }
+    if (json_object_has_member(args, "pid")) {
+        pid = json_object_get_int_member(args, "pid");
+        if (pid < 0 || pid > G_MAXINT32) {
+            hdErrorSet(error, HD_ERROR_INVALID_ARG, _("invalid pid %1$" G_GINT64_FORMAT), pid);
+            return NULL;
+        }
+    }
+    if (!(dom = g_hash_table_lookup(dmn->domains, name))) {
+        dom = hddDomainNew(name);
+        created = TRUE;
+    } else if (dom->busy) {
+        hdErrorSet(error, HD_ERROR_IN_USE, _("domain '%1$s' is busy"), name);
+        return NULL;
+    }
+    /* The security manager validates the label and the cgroup. */
+    if ((json_object_has_member(args, "cgroup") || json_object_has_member(args, "seclabel") ||
+         created) &&
+        !hdSecurityManagerSetDomain(dmn->sec, name,
+                                    json_object_has_member(args, "seclabel") ?
+                                    hddArgString(args, "seclabel") : dom->seclabel,
+                                    json_object_has_member(args, "cgroup") ?
+                                    hddArgString(args, "cgroup") : dom->cgroup, error)) {
+        if (created)
+            hddDomainFree(dom);
+        return NULL;
+    }
+    if (json_object_has_member(args, "qmp")) {
+        g_free(dom->qmp);
+        dom->qmp = g_strdup(qmp);
+    }
+    if (json_object_has_member(args, "pid"))
+        dom->pid = pid;
+    if (json_object_has_member(args, "cgroup")) {
+        g_free(dom->cgroup);
+        dom->cgroup = g_strdup(hddArgString(args, "cgroup"));
+    }
+    if (json_object_has_member(args, "seclabel")) {
+        g_free(dom->seclabel);
+        dom->seclabel = g_strdup(hddArgString(args, "seclabel"));
+    }
+    if (created)
+        g_hash_table_insert(dmn->domains, dom->name, dom);
+    hddDomainsSave(dmn);
+    g_info("domain %s defined", name);
+    return NULL;
+}
+
+
+static JsonNode *
+hddUndefineDomain(hddDaemon *dmn, JsonObject *args, GError **error)
+{
+    static const hddArg spec[] = { { "name", 's', TRUE }, { NULL } };
+    g_autoptr(GPtrArray) tracked = NULL;
+    hddDomain *dom;
+    guint i;
+
+    if (!hddCheckArgs(args, spec, error) ||
+        !(dom = hddLookupDomain(dmn, hddArgString(args, "name"), error)))
+        return NULL;
+    tracked = hdManagerListTracked(dmn->mgr);
+    for (i = 0; i < tracked->len; i++) {
+        hdDeviceInfo *info = g_ptr_array_index(tracked, i);
+
+        if (g_strcmp0(info->domain, dom->name) == 0) {
+            hdErrorSet(error, HD_ERROR_IN_USE,
+                       _("domain '%1$s' still has devices: destroy it first"), dom->name);
+            return NULL;
+        }
+    }
+    if (dom->busy) {
+        hdErrorSet(error, HD_ERROR_IN_USE, _("domain '%1$s' is busy"), dom->name);
+        return NULL;
+    }
+    g_hash_table_remove(dmn->domains, dom->name);
+    hddDomainFree(dom);
+    hddDomainsSave(dmn);
+    return NULL;
+}
+
+
+/* Workers. */
+
+static JsonNode *
+hddAddressesNode(GArray *addrs)
+{
+    g_autoptr(JsonBuilder) b = json_builder_new();
+    guint i;
+
+    json_builder_begin_array(b);
+    for (i = 0; addrs && i < addrs->len; i++) {
+        char buf[HD_PCI_ADDRESS_STRLEN];
+
+        json_builder_add_string_value(b, hdPCIAddressFormat(&g_array_index(addrs, hdPCIAddress,
+                                                                           i), buf));
+    }
+    json_builder_end_array(b);
+    return json_builder_get_root(b);
+}
+
+
+static JsonNode *
+hddWorkNodeDetach(hddOp *op, GError **error)
+{
+    g_autoptr(GArray) siblings = NULL;
+    g_autoptr(JsonBuilder) b = json_builder_new();
+
+    if (!hdManagerNodeDetach(op->dmn->mgr, &op->addr, &siblings, error))
+        return NULL;
+    json_builder_begin_object(b);
+    json_builder_set_member_name(b, "siblings-on-host");
+    json_builder_add_value(b, hddAddressesNode(siblings));
+    json_builder_end_object(b);
+    return json_builder_get_root(b);
+}
+
+
+static JsonNode *
+hddWorkNodeReattach(hddOp *op, GError **error)
+{
+    hdManagerNodeReattach(op->dmn->mgr, &op->addr, error);
+    return NULL;
+}
+
+
+static JsonNode *
+hddWorkNodeReset(hddOp *op, GError **error)
+{
+    hdManagerNodeReset(op->dmn->mgr, &op->addr, error);
+    return NULL;
+}
+
+
+static JsonNode *
+hddWorkPrepare(hddOp *op, GError **error)
+{
+    hdSecurityManager *sec = op->dmn->sec;
+
+    if (!hdSecurityManagerSetDomainDef(sec, op->def, error) ||
+        !hdManagerPrepare(op->dmn->mgr, op->domain, op->def->hostdevs,
+                          op->whole_group ? HD_PREPARE_WHOLE_GROUP : 0, error))
+        return NULL;
+    /* The guest must not start with half of its security set-up. */
+    if (!hdSecurityManagerCheckDomain(sec, op->domain, error)) {
+        g_autoptr(GError) err = NULL;
+
+        if (!hdManagerReleaseDomain(op->dmn->mgr, op->domain, &err))
+            g_warning(_("domain %1$s: %2$s"), op->domain, err->message);
+        return NULL;
+    }
+    return NULL;
+}
+
+
+/* Every device of @def must be active in @domain. */
+static gboolean
+hddCheckOwned(hdManager *mgr, const char *domain, hdDomainDef *def, GError **error)
+{
+    guint i;
+
+    for (i = 0; i < def->hostdevs->len; i++) {
+        hdHostdevDef *hostdev = g_ptr_array_index(def->hostdevs, i);
+        g_autoptr(hdDeviceInfo) info = hdManagerGetDevice(mgr, &hostdev->addr, error);
+        char addr[HD_PCI_ADDRESS_STRLEN];
+
+        if (!info)
+            return FALSE;
+        hdPCIAddressFormat(&hostdev->addr, addr);
+        if (info->state != HD_DEVICE_ACTIVE) {
+            hdErrorSet(error, HD_ERROR_NOT_FOUND, _("device %1$s is not assigned to %2$s"),
+                       addr, domain);
+            return FALSE;
+        }
+        if (g_strcmp0(info->domain, domain) != 0) {
+            hdErrorSet(error, HD_ERROR_IN_USE, _("device %1$s is in use by domain %2$s"),
+                       addr, info->domain);
+            return FALSE;
+        }
+    }
+    return TRUE;
+}
+
+
+/* A QMP connection on a context of this worker thread, which stays the
+ * thread-default context while it is used. */
+typedef struct {
+    GMainContext *ctx;
+    hdQmp *qmp;
+} hddMonitor;
+
+
+static void
+hddMonitorClose(hddMonitor *mon)
+{
+    if (mon->qmp)
+        hdQmpUnref(mon->qmp);
+    if (mon->ctx) {
+        g_main_context_pop_thread_default(mon->ctx);
+        g_main_context_unref(mon->ctx);
+    }
+}
+
+
+static gboolean
+hddMonitorOpen(hddMonitor *mon, const char *path, GError **error)
+{
+    mon->ctx = g_main_context_new();
+    g_main_context_push_thread_default(mon->ctx);
+    if (!(mon->qmp = hdQmpConnectUnix(path, mon->ctx, error)) ||
+        !hdQmpNegotiate(mon->qmp, HDD_QMP_TIMEOUT_MS, error) ||
+        !hdQemuProbe(mon->qmp, NULL, HDD_QMP_TIMEOUT_MS, error))
+        return FALSE;
+    return TRUE;
+}
+
+
+static JsonNode *
+hddWorkDetach(hddOp *op, GError **error)
+{
+    hddMonitor mon = { 0 };
+    hdHotplugOptions opts;
+    hdHotplugResult result = { 0 };
+    g_autoptr(hdHotplug) hotplug = NULL;
+    g_autoptr(JsonBuilder) b = json_builder_new();
+    gboolean ok;
+
+    /* Step 1: nothing is asked of QEMU for a device that is not the
+     * domain's. */
+    if (!hddCheckOwned(op->dmn->mgr, op->domain, op->def, error))
+        return NULL;
+
+    /* Step 2: unplug, release, give back (hotplug.h). */
+    if (!hddMonitorOpen(&mon, op->qmp, error)) {
+        hddMonitorClose(&mon);
+        return NULL;
+    }
+    hdHotplugOptionsInit(&opts);
+    hotplug = hdHotplugNew(op->dmn->mgr);
+    ok = hdHotplugDetach(hotplug, mon.qmp, op->domain, op->def->hostdevs, &opts, &result,
+                         error);
+    /* Groups still held are left pending; the daemon's sweep gives them
+     * back once free. */
+    g_clear_pointer(&hotplug, hdHotplugFree);
+    hddMonitorClose(&mon);
+    if (!ok) {
+        hdHotplugResultClear(&result);
+        return NULL;
+    }
+    json_builder_begin_object(b);
+    json_builder_set_member_name(b, "released");
+    json_builder_add_int_value(b, result.released);
+    json_builder_set_member_name(b, "groups-given-back");
+    json_builder_add_int_value(b, result.groups_given_back);
+    json_builder_set_member_name(b, "groups-pending");
+    json_builder_add_int_value(b, result.groups_watched);
+    json_builder_set_member_name(b, "problem");
+    json_builder_add_string_value(b, result.problem);
+    json_builder_end_object(b);
+    hdHotplugResultClear(&result);
+    return json_builder_get_root(b);
+}
+
+
+static JsonNode *
+hddWorkAttach(hddOp *op, GError **error)
+{
+    hddMonitor mon = { 0 };
+    g_autoptr(GArray) undo = g_array_new(FALSE, FALSE, sizeof(hdPCIAddress));
+    guint i;
+
+    /* Step 1: the host side, as for a guest that starts. */
+    if (!hdSecurityManagerSetDomainDef(op->dmn->sec, op->def, error) ||
+        !hdManagerPrepare(op->dmn->mgr, op->domain, op->def->hostdevs, 0, error))
+        return NULL;
+    for (i = 0; i < op->def->hostdevs->len; i++) {
+        hdHostdevDef *hostdev = g_ptr_array_index(op->def->hostdevs, i);
+
+        g_array_append_val(undo, hostdev->addr);
+    }
+
+    /* Step 2: device_add each; the ones QEMU did not take are released. */
+    if (!hdSecurityManagerCheckDomain(op->dmn->sec, op->domain, error) ||
+        !hddMonitorOpen(&mon, op->qmp, error))
+        goto cleanup;
+    for (i = 0; i < op->def->hostdevs->len; i++) {
+        hdHostdevDef *hostdev = g_ptr_array_index(op->def->hostdevs, i);
+        g_autoptr(JsonBuilder) b = json_builder_new();
+        g_autoptr(JsonNode) args = NULL;
+        g_autoptr(JsonNode) ret = NULL;
+        char addr[HD_PCI_ADDRESS_STRLEN];
+
+        json_builder_begin_object(b);
+        json_builder_set_member_name(b, "driver");
+        json_builder_add_string_value(b, "vfio-pci");
+        json_builder_set_member_name(b, "host");
+        json_builder_add_string_value(b, hdPCIAddressFormat(&hostdev->addr, addr));
+        json_builder_set_member_name(b, "id");
+        json_builder_add_string_value(b, hostdev->alias);
+        json_builder_end_object(b);
+        args = json_builder_get_root(b);
+        if (!(ret = hdQmpCommand(mon.qmp, "device_add", args, NULL, 0, HDD_QMP_TIMEOUT_MS,
+                                 error)))
+            goto cleanup;
+        g_array_remove_index(undo, 0);
+    }
+
+ cleanup:
+    hddMonitorClose(&mon);
+    if (undo->len > 0) {
+        g_autoptr(GError) err = NULL;
+
+        if (!hdManagerRelease(op->dmn->mgr, op->domain, undo, &err))
+            g_warning(_("domain %1$s: %2$s"), op->domain, err->message);
+    }
+    return NULL;
+}
+
+
+static void
+hddDestroyProgress(guint given_back, guint total, gpointer opaque)
+{
+    hddOp *op = opaque;
+    g_autoptr(JsonBuilder) b = json_builder_new();
+
+    json_builder_begin_object(b);
+    json_builder_set_member_name(b, "domain");
+    json_builder_add_string_value(b, op->domain);
+    json_builder_set_member_name(b, "given-back");
+    json_builder_add_int_value(b, given_back);
+    json_builder_set_member_name(b, "total");
+    json_builder_add_int_value(b, total);
+    json_builder_end_object(b);
+    hddEmitEvent("DESTROY_PROGRESS", json_builder_get_root(b));
+}
+
+
+static JsonNode *
+hddWorkDestroy(hddOp *op, GError **error)
+{
+    hdDestroyOptions opts = { .progress = hddDestroyProgress, .progress_opaque = op };
+    g_autoptr(hdDestroyReport) report = NULL;
+    g_autoptr(JsonBuilder) b = json_builder_new();
+    guint i;
+
+    if (!hdDestroyDomain(op->dmn->mgr, op->domain, op->pid, &opts, &report, error))
+        return NULL;
+    json_builder_begin_object(b);
+    json_builder_set_member_name(b, "devices");
+    json_builder_add_int_value(b, report->devices);
+    json_builder_set_member_name(b, "given-back");
+    json_builder_add_int_value(b, report->given_back);
+    json_builder_set_member_name(b, "killed");
+    json_builder_add_boolean_value(b, report->killed);
+    json_builder_set_member_name(b, "adopted");
+    json_builder_add_int_value(b, report->adopted);
+    json_builder_set_member_name(b, "terminate-seconds");
+    json_builder_add_double_value(b, report->terminate_s);
+    json_builder_set_member_name(b, "give-back-seconds");
+    json_builder_add_double_value(b, report->give_back_s);
+    json_builder_set_member_name(b, "problems");
+    json_builder_begin_array(b);
+    for (i = 0; report->problems && i < report->problems->len; i++)
+        json_builder_add_string_value(b, g_ptr_array_index(report->problems, i));
+    json_builder_end_array(b);
+    json_builder_end_object(b);
+    return json_builder_get_root(b);
+}
+
+
+static void
+hddOpThread(GTask *task, gpointer source, gpointer data, GCancellable *cancel)
+{
+    hddOp *op = data;
+    g_autoptr(GError) error = NULL;
+    JsonNode *ret = op->func(op, &error);
+
+    if (error) {
+        if (ret)
+            json_node_unref(ret);
+        g_task_return_error(task, g_steal_pointer(&error));
+        return;
+    }
+    g_task_return_pointer(task, ret, (GDestroyNotify)json_node_unref);
+}
+
+
+/* Back on the main thread: the domain table learns the outcome, then the
+ * client gets its reply. */
+static void
+hddOpDone(GObject *source, GAsyncResult *res, gpointer opaque)
+{
+    hddOp *op = g_task_get_task_data(G_TASK(res));
+    hddDaemon *dmn = op->dmn;
+    g_autoptr(GError) error = NULL;
+    JsonNode *ret = g_task_propagate_pointer(G_TASK(res), &error);
+    hddDomain *dom = op->domain ? g_hash_table_lookup(dmn->domains, op->domain) : NULL;
+    guint i;
+
+    dmn->ops--;
+    if (dom) {
+        dom->busy = FALSE;
+        if (!error && op->func == hddWorkDestroy)
+            dom->pid = 0;
+        for (i = 0; !error && op->def && i < op->def->hostdevs->len; i++) {
+            hdHostdevDef *hostdev = g_ptr_array_index(op->def->hostdevs, i);
+            char *addr = hdPCIAddressToString(&hostdev->addr);
+
+            if (op->func == hddWorkDetach)
+                g_hash_table_remove(dom->aliases, addr);
+            if (hostdev->alias && op->func != hddWorkDetach)
+                g_hash_table_insert(dom->aliases, g_steal_pointer(&addr),
+                                    g_strdup(hostdev->alias));
+            g_free(addr);
+        }
+        hddDomainsSave(dmn);
+    }
+    if (error) {
+        g_info("%s", error->message);
+        hddSend(op->client, hddErrorReply(error, op->id));
+    } else {
+        hddSend(op->client, hddReply(ret, op->id));
+    }
+}
+
+
+static void
+hddOpStart(hddOp *op)
+{
+    g_autoptr(GTask) task = g_task_new(NULL, NULL, hddOpDone, NULL);
+
+    op->dmn->ops++;
+    if (op->domain)
+        ((hddDomain *)g_hash_table_lookup(op->dmn->domains, op->domain))->busy = TRUE;
+    g_task_set_task_data(task, op, (GDestroyNotify)hddOpFree);
+    g_task_run_in_thread(task, hddOpThread);
+}
+
+
+static hdDomainDef *
+hddParseXML(JsonObject *args, GError **error)
+{
+    const char *xml = hddArgString(args, "xml");
+    g_autoptr(hdDomainDef) def = hdDomainDefParseString(xml, strlen(xml), error);
+
+    if (!def)
+        return NULL;
+    if (def->hostdevs->len == 0) {
+        hdErrorSet(error, HD_ERROR_INVALID_ARG, "%s", _("the XML has no PCI hostdev"));
+        return NULL;
+    }
+    return g_steal_pointer(&def);
+}
+
+
+/* Step 1 of every domain operation: the domain exists and is not busy. */
+static hddDomain *
+hddDomainForOp(hddDaemon *dmn, JsonObject *args, gboolean need_qmp, GError **error)
+{
+    hddDomain *dom = hddLookupDomain(dmn, hddArgString(args, "domain"), error);
+
+    if (!dom)
+        return NULL;
+    if (dom->busy) {
+        hdErrorSet(error, HD_ERROR_IN_USE, _("domain '%1$s' is busy"), dom->name);
+        return NULL;
+    }
+    if (need_qmp && !dom->qmp) {
+        hdErrorSet(error, HD_ERROR_INVALID_ARG,
+                   _("domain '%1$s' has no QMP socket: define it with one"), dom->name);
+        return NULL;
+    }
+    return dom;
+}
+
+
+/* Aliases: from the XML, else what the domain recorded, else (attach
+ * only) one made up from the address. */
+static gboolean
+hddFillAliases(hddDomain *dom, hdDomainDef *def, gboolean invent, GError **error)
+{
+    guint i;
+
+    for (i = 0; i < def->hostdevs->len; i++) {
+        hdHostdevDef *hostdev = g_ptr_array_index(def->hostdevs, i);
+        g_autofree char *addr = hdPCIAddressToString(&hostdev->addr);
+        const char *known = g_hash_table_lookup(dom->aliases, addr);
+
+        if (hostdev->alias)
+            continue;
+        if (known) {
+            hostdev->alias = g_strdup(known);
+        } else if (invent) {
+            hostdev->alias = g_strdup_printf("hostdev-%04x-%02x-%02x-%x", hostdev->addr.domain,
+                                             hostdev->addr.bus, hostdev->addr.slot,
+                                             hostdev->addr.function);
+        } else {
+            hdErrorSet(error, HD_ERROR_INVALID_ARG,
+                       _("device %1$s has no alias in the XML and none is known"), addr);
+            return FALSE;
+        }
+    }
+    return TRUE;
+}
+
+
+static hddOp *
+hddOpNew(hddDaemon *dmn, hddClient *client, JsonNode *id, hddWorkFunc func)
+{
+    hddOp *op = g_new0(hddOp, 1);
+
+    op->dmn = dmn;
+    op->client = hddClientRef(client);
+    op->id = id ? json_node_copy(id) : NULL;
+    op->func = func;
+    return op;
+}
+
+
+static gboolean
+hddDispatchOp(hddDaemon *dmn, hddClient *client, const char *command, JsonObject *args,
+              JsonNode *id, GError **error)
+{
+    static const hddArg addr_spec[] = { { "address", 's', TRUE }, { NULL } };
+    static const hddArg xml_spec[] = {
+        { "domain", 's', TRUE }, { "xml", 's', TRUE }, { "whole-group", 'b', FALSE }, { NULL },
+    };
+    static const hddArg dom_spec[] = { { "domain", 's', TRUE }, { NULL } };
+    g_autoptr(hddOp) op = NULL;
+    hddDomain *dom;
+
+    if (g_str_has_prefix(command, "nodedev-")) {
+        hdPCIAddress addr;
+        hddWorkFunc func = strcmp(command, "nodedev-detach") == 0 ? hddWorkNodeDetach :
+                           strcmp(command, "nodedev-reattach") == 0 ? hddWorkNodeReattach :
+                           strcmp(command, "nodedev-reset") == 0 ? hddWorkNodeReset : NULL;
+
+        if (!func)
+            return FALSE;
+        if (!hddCheckArgs(args, addr_spec, error) ||
+            !hdPCIAddressParse(hddArgString(args, "address"), &addr, error))
+            return TRUE;
+        op = hddOpNew(dmn, client, id, func);
+        op->addr = addr;
+    } else if (strcmp(command, "prepare") == 0 || strcmp(command, "attach-device") == 0 ||
+               strcmp(command, "detach-device") == 0) {
+        gboolean prepare = strcmp(command, "prepare") == 0;
+        gboolean attach = strcmp(command, "attach-device") == 0;
+        g_autoptr(hdDomainDef) def = NULL;
+
+        if (!hddCheckArgs(args, xml_spec, error) ||
+            !(dom = hddDomainForOp(dmn, args, !prepare, error)) ||
+            !(def = hddParseXML(args, error)))
+            return TRUE;
+        if (!prepare && json_object_has_member(args, "whole-group")) {
+            hdErrorSet(error, HD_ERROR_INVALID_ARG, "%s",
+                       _("'whole-group' is for prepare only"));
+            return TRUE;
+        }
+        if (def->name && strcmp(def->name, dom->name) != 0) {
+            hdErrorSet(error, HD_ERROR_INVALID_ARG,
+                       _("the XML describes domain '%1$s', not '%2$s'"), def->name, dom->name);
+            return TRUE;
+        }
+        if (!prepare && !hddFillAliases(dom, def, attach, error))
+            return TRUE;
+        op = hddOpNew(dmn, client, id,
+                      prepare ? hddWorkPrepare : attach ? hddWorkAttach : hddWorkDetach);
+        op->domain = g_strdup(dom->name);
+        op->qmp = g_strdup(dom->qmp);
+        op->def = g_steal_pointer(&def);
+        if (prepare && json_object_has_member(args, "whole-group"))
+            op->whole_group = json_object_get_boolean_member(args, "whole-group");
+    } else if (strcmp(command, "destroy") == 0) {
+        if (!hddCheckArgs(args, dom_spec, error) ||
+            !(dom = hddDomainForOp(dmn, args, FALSE, error)))
+            return TRUE;
+        op = hddOpNew(dmn, client, id, hddWorkDestroy);
+        op->domain = g_strdup(dom->name);
+        op->pid = dom->pid;
+    } else {
+        return FALSE;
+    }
+    hddOpStart(g_steal_pointer(&op));
+    return TRUE;
+}
+
+
+void
+hddDispatch(hddDaemon *dmn, hddClient *client, const char *command, JsonObject *args,
+            JsonNode *id)
+{
+    g_autoptr(GError) error = NULL;
+    JsonNode *ret = NULL;
+
+    g_debug("command %s", command);
+    if (strcmp(command, "query-devices") == 0) {
+        static const hddArg spec[] = { { NULL } };
+
+        if (hddCheckArgs(args, spec, &error))
+            ret = hddQueryDevices(dmn, &error);
+    } else if (strcmp(command, "query-domains") == 0) {
+        ret = hddQueryDomains(dmn, args, &error);
+    } else if (strcmp(command, "query-status") == 0) {
+        static const hddArg spec[] = { { NULL } };
+
+        if (hddCheckArgs(args, spec, &error))
+            ret = hddQueryStatus(dmn);
+    } else if (strcmp(command, "define-domain") == 0) {
+        ret = hddDefineDomain(dmn, args, &error);
+    } else if (strcmp(command, "undefine-domain") == 0) {
+        ret = hddUndefineDomain(dmn, args, &error);
+    } else if (hddDispatchOp(dmn, client, command, args, id, &error)) {
+        /* Answered by the worker, unless the arguments were refused. */
+        if (!error)
+            return;
+    } else {
+        g_autofree char *msg = g_strdup_printf(_("the command %1$s has not been found"), command);
+        g_autoptr(JsonBuilder) b = json_builder_new();
+
+        json_builder_begin_object(b);
+        json_builder_set_member_name(b, "error");
+        json_builder_begin_object(b);
+        json_builder_set_member_name(b, "class");
+        json_builder_add_string_value(b, "CommandNotFound");
+        json_builder_set_member_name(b, "desc");
+        json_builder_add_string_value(b, msg);
+        json_builder_end_object(b);
+        if (id) {
+            json_builder_set_member_name(b, "id");
+            json_builder_add_value(b, json_node_copy(id));
+        }
+        json_builder_end_object(b);
+        hddSend(client, json_builder_get_root(b));
+        return;
+    }
+    if (error)
+        hddSend(client, hddErrorReply(error, id));
+    else
+        hddSend(client, hddReply(ret, id));
+}
+
+
+/* The sweep: groups left pending (still held when their last device left,
+ * or found so by the reconciliation of a restarted daemon) are given back
+ * once free.  It waits while operations run, since they give back groups
+ * themselves. */
+static void
+hddSweepThread(GTask *task, gpointer source, gpointer data, GCancellable *cancel)
+{
+    hddDaemon *dmn = data;
+    g_autoptr(GError) error = NULL;
+    g_autoptr(GError) sec_error = NULL;
+    guint n = hdManagerGiveBackPending(dmn->mgr, &error);
+
+    if (error)
+        g_info("give-back: %s", error->message);
+    if (n > 0)
+        g_info("gave back %u pending group(s)", n);
+    hdSecurityManagerRetry(dmn->sec, &sec_error);
+    g_task_return_boolean(task, TRUE);
+}
+
+
+static void
+hddSweepDone(GObject *source, GAsyncResult *res, gpointer opaque)
+{
+    hddDaemon *dmn = opaque;
+
+    dmn->sweeping = FALSE;
+}
+
+
+static gboolean
+hddSweep(gpointer opaque)
+{
+    hddDaemon *dmn = opaque;
+    g_autoptr(GArray) pending = NULL;
+    g_autoptr(GTask) task = NULL;
+
+    if (dmn->sweeping || dmn->ops > 0)
+        return G_SOURCE_CONTINUE;
+    pending = hdManagerPendingGroups(dmn->mgr);
+    if (!pending || pending->len == 0)
+        return G_SOURCE_CONTINUE;
+    dmn->sweeping = TRUE;
+    task = g_task_new(NULL, NULL, hddSweepDone, dmn);
+    g_task_set_task_data(task, dmn, NULL);
+    g_task_run_in_thread(task, hddSweepThread);
+    return G_SOURCE_CONTINUE;
+}
+
+
+void
+hddStartSweeper(hddDaemon *dmn)
+{
+    g_timeout_add(dmn->config->sweep_ms, hddSweep, dmn);
+}

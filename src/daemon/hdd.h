@@ -1,0 +1,83 @@
+/*
+ * hdd.h: hostdevd's internal interfaces (not installed)
+ *
+ * Naming: an hddClient is one connection on the control socket; an hddOp is
+ * one command running on a worker thread; an hddDomain is what `define`
+ * told the daemon about a guest.  The manager (hdManager) stays the only
+ * owner of device state; the daemon keeps nothing about devices itself.
+ *
+ * Threads: the main thread runs the GLib main loop and owns every client
+ * and the domain table.  Workers (GTask's pool) run the long manager
+ * operations; what they emit (manager events, destroy progress) goes
+ * through one ordered outgoing queue that the main thread drains, so a
+ * command's events always reach a client before its reply.
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#pragma once
+
+#include <sys/types.h>
+
+#include <glib.h>
+#include <json-glib/json-glib.h>
+
+#include "hostdev/manager.h"
+#include "hostdev/security.h"
+
+/* A request line larger than this gets an error and the connection ends. */
+#define HDD_MAX_REQUEST_SIZE (1024 * 1024)
+
+typedef struct {
+    char *root;
+    char *state_dir;
+    char *socket_path;
+    char *group;              /* socket group allowed besides root; NULL: none */
+    gid_t gid;
+    guint sweep_ms;           /* pending give-backs are retried this often */
+} hddConfig;
+
+typedef struct {
+    char *name;
+    char *qmp;                /* QMP socket of its QEMU; NULL: unknown */
+    pid_t pid;                /* its QEMU; 0: not running */
+    char *cgroup;
+    char *seclabel;
+    GHashTable *aliases;      /* "0000:11:00.0" -> "hostdev0" */
+    gboolean busy;            /* a destroy/detach/attach runs on it */
+} hddDomain;
+
+typedef struct _hddClient hddClient;
+
+typedef struct {
+    hddConfig *config;
+    hdManager *mgr;
+    hdSecurityManager *sec;
+    GHashTable *domains;      /* name -> hddDomain *; main thread only */
+    GMainLoop *loop;
+    guint ops;                /* commands running on workers */
+    gboolean sweeping;
+} hddDaemon;
+
+/* hdd-server.c */
+gboolean hddServerStart(hddDaemon *dmn, GError **error);
+void hddServerStop(void);
+/* Thread-safe: queue @msg (consumed) for @client (NULL: every negotiated
+ * client, an event). */
+void hddSend(hddClient *client, JsonNode *msg);
+void hddEmitEvent(const char *name, JsonNode *data);
+hddClient *hddClientRef(hddClient *client);
+void hddClientUnref(hddClient *client);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(hddClient, hddClientUnref)
+
+/* hdd-commands.c: run one validated request.  The reply is sent through
+ * hddSend, now or once a worker finished. */
+void hddDispatch(hddDaemon *dmn, hddClient *client, const char *command,
+                 JsonObject *args, JsonNode *id);
+gboolean hddDomainsLoad(hddDaemon *dmn, GError **error);
+void hddDomainFree(hddDomain *dom);
+void hddStartSweeper(hddDaemon *dmn);
+
+/* Replies. */
+JsonNode *hddReply(JsonNode *ret, JsonNode *id);
+JsonNode *hddErrorReply(const GError *error, JsonNode *id);
+const char *hddErrorClass(const GError *error);
