@@ -142,11 +142,14 @@ hdVFNetGetNetlink(const char *pf_ifname, unsigned int index, hdVFNetConfig *conf
     } else {
         g_strlcpy(config->mac, "00:00:00:00:00:00", sizeof(config->mac));
     }
+    /* rtnl_link_vf_get_vlans() takes a reference: put it back below. */
     if (rtnl_link_vf_get_vlans(vf, &vlans) == 0 && vlans && vlans->size > 0)
         config->vlan = (int)vlans->vlans[0].vf_vlan;
     ret = TRUE;
 
  cleanup:
+    if (vlans)
+        rtnl_link_vf_vlan_put(vlans);
     if (vf)
         rtnl_link_vf_put(vf);
     rtnl_link_put(link);
