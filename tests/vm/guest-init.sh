@@ -37,7 +37,13 @@ fail() {
 
 log "loading modules"
 while read -r mod; do
-    insmod "/lib/modules/$mod" || fail "insmod $mod"
+    insmod "/lib/modules/$mod" && continue
+    # netdevsim is built out of tree (build-netdevsim.sh): without it only
+    # the vf-netdevsim scenario cannot run, and it says so.
+    case $mod in
+        netdevsim.ko) log "insmod $mod failed: no netdevsim" ;;
+        *) fail "insmod $mod" ;;
+    esac
 done </lib/modules/order
 
 opts=trans=virtio,version=9p2000.L,msize=262144

@@ -19,7 +19,8 @@ if [ ! -w /sys/bus/netdevsim/new_device ]; then
         exit 77
     fi
     if [ -f "$built/build.log" ]; then
-        echo "FAIL: the netdevsim build for $(uname -r) failed or did not load:"
+        echo "FAIL: the netdevsim built for $(uname -r) failed to build or to load" \
+             "(dmesg.txt in the results):"
         tail -n 20 "$built/build.log"
         exit 1
     fi
