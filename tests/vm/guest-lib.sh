@@ -333,6 +333,25 @@ vm_mgr_give_back_until() {
     return 1
 }
 
+# vm_mgr_cleanup DOMAIN ADDR...: a scenario's last word (its EXIT trap, once
+# its QEMU and holders are gone): DOMAIN's devices are released and given
+# back if the manager still tracks any, then each ADDR still off its native
+# driver or with a driver_override is rebound natively.
+vm_mgr_cleanup() {
+    local domain=$1 a
+    shift
+    if grep -q '"address"' "${VM_MGR_STATE:-/nonexistent}/state.json" 2>/dev/null; then
+        vm_mgr release-domain "$domain" >/dev/null 2>&1 || true
+        vm_mgr_give_back_until 30 "$@" >/dev/null || true
+    fi
+    for a in "$@"; do
+        if [ "$(cat "$VM_SYS/devices/$a/driver_override")" != "(null)" ] ||
+            [ "$(vm_driver "$a")" != "$(vm_native_driver "$a")" ]; then
+            vm_bind_native "$a" >/dev/null || echo "cleanup: cannot give $a back to $(vm_native_driver "$a")"
+        fi
+    done
+}
+
 # vm_drivers ADDR...: "ADDR=DRIVER ..." (none when driverless).
 vm_drivers() {
     local a d out=()

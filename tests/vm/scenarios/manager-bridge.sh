@@ -20,9 +20,7 @@ g=$(vm_group "$VM_BR0")
 
 # shellcheck disable=SC2317 # called by the trap
 cleanup() {
-    vm_mgr release-domain "$domain" >/dev/null 2>&1 || true
-    vm_mgr_give_back_until 30 "${pair[@]}" >/dev/null || true
-    vm_restore_devices || echo "cleanup: could not restore the devices"
+    vm_mgr_cleanup "$domain" "${pair[@]}"
 }
 trap cleanup EXIT
 

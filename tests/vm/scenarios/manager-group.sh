@@ -26,9 +26,7 @@ q_pid=
 cleanup() {
     [ -z "$q_pid" ] || vm_qemu_stop q
     cp /tmp/q.log "$HD_VM_RESULTS/manager-group.qemu.log" 2>/dev/null || true
-    vm_mgr release-domain "$domain" >/dev/null 2>&1 || true
-    vm_mgr_give_back_until 30 "${pair[@]}" >/dev/null || true
-    vm_restore_devices || echo "cleanup: could not restore the devices"
+    vm_mgr_cleanup "$domain" "${pair[@]}"
 }
 trap cleanup EXIT
 
