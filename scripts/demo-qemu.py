@@ -1,12 +1,155 @@
 #!/usr/bin/env python3
-"""Stand-in for the guest's QEMU in make demo: holds every group given on
-the command line open, and closes one when told "close N" on the control
-FIFO (the last device of group N was unplugged).  SIGTERM ends it."""
-import os, sys
-fds = {os.path.basename(n): os.open(n, os.O_RDWR) for n in sys.argv[2:]}
-# "close N": the last device of group N was unplugged (QEMU closes the group).
-with open(sys.argv[1]) as ctl:
-    for line in ctl:
-        words = line.split()
-        if len(words) == 2 and words[0] == "close" and words[1] in fds:
-            os.close(fds.pop(words[1]))
+"""Stand-in for a guest's QEMU (make demo, tests/daemon): a QMP server that
+holds VFIO groups the way QEMU does.
+
+    demo-qemu.py --socket PATH --root ROOT [ALIAS=ADDRESS ...]
+
+Each ALIAS=ADDRESS is a passed-through device; the IOMMU group of ADDRESS
+(ROOT/sys/bus/pci/devices/ADDRESS/iommu_group) is opened once for all its
+devices (ROOT/dev/vfio/N), as QEMU does.  On the monitor:
+
+  device_add {"driver": "vfio-pci", "host": ADDRESS, "id": ALIAS}
+      opens the device's group if this QEMU did not hold it yet;
+  device_del {"id": ALIAS}
+      closes the group if it was its last device here, *then* sends
+      DEVICE_DELETED (QEMU >= 2.11 sends it from the device's finalize);
+  query-version (8.2.0), query-qmp-schema, query-events, qmp_capabilities.
+
+Several clients may connect one after the other or at once.  Prints
+"ready" once it listens and holds its groups; SIGTERM ends it.
+"""
+import argparse
+import json
+import os
+import selectors
+import socket
+import sys
+import time
+
+
+class FakeQemu:
+    def __init__(self, root, sock_path):
+        self.root = root
+        self.devices = {}       # alias -> group
+        self.groups = {}        # group -> fd
+        self.sel = selectors.DefaultSelector()
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        if os.path.exists(sock_path):
+            os.unlink(sock_path)
+        self.listener.bind(sock_path)
+        self.listener.listen(8)
+        self.sel.register(self.listener, selectors.EVENT_READ, None)
+
+    def group_of(self, address):
+        link = os.path.join(self.root, "sys/bus/pci/devices", address, "iommu_group")
+        return os.path.basename(os.readlink(link))
+
+    def add(self, alias, address):
+        if alias in self.devices:
+            raise ValueError(f"Duplicate device ID '{alias}'")
+        group = self.group_of(address)
+        if group not in self.groups:
+            self.groups[group] = os.open(os.path.join(self.root, "dev/vfio", group), os.O_RDWR)
+        self.devices[alias] = group
+
+    def delete(self, alias):
+        group = self.devices.pop(alias)
+        if group not in self.devices.values():
+            os.close(self.groups.pop(group))
+
+    def send(self, conn, msg):
+        try:
+            conn.sendall((json.dumps(msg) + "\n").encode())
+        except OSError:
+            pass
+
+    def event(self, conn, name, data):
+        now = time.time()
+        self.send(conn, {"event": name, "data": data,
+                         "timestamp": {"seconds": int(now),
+                                       "microseconds": int(now * 1e6) % 1000000}})
+
+    def command(self, conn, req):
+        name = req.get("execute")
+        args = req.get("arguments", {})
+        reply = {"return": {}}
+        if name in ("qmp_capabilities", "cont", "stop"):
+            pass
+        elif name == "query-version":
+            reply["return"] = {"qemu": {"major": 8, "minor": 2, "micro": 0},
+                               "package": "hostdev demo"}
+        elif name == "query-qmp-schema":
+            reply["return"] = [{"name": "DEVICE_DELETED", "meta-type": "event",
+                                "arg-type": "0"}]
+        elif name == "query-events":
+            reply["return"] = [{"name": "DEVICE_DELETED"}]
+        elif name == "device_add":
+            try:
+                self.add(args["id"], args["host"])
+            except (KeyError, OSError, ValueError) as e:
+                reply = {"error": {"class": "GenericError", "desc": str(e)}}
+        elif name == "device_del":
+            alias = args.get("id")
+            if alias not in self.devices:
+                reply = {"error": {"class": "DeviceNotFound",
+                                   "desc": f"Device '{alias}' not found"}}
+            else:
+                self.send(conn, dict(reply, **({"id": req["id"]} if "id" in req else {})))
+                self.delete(alias)
+                self.event(conn, "DEVICE_DELETED",
+                           {"device": alias, "path": f"/machine/peripheral/{alias}"})
+                return
+        else:
+            reply = {"error": {"class": "CommandNotFound",
+                               "desc": f"The command {name} has not been found"}}
+        if "id" in req:
+            reply["id"] = req["id"]
+        self.send(conn, reply)
+
+    def run(self):
+        print("ready", flush=True)
+        while True:
+            for key, _ in self.sel.select():
+                if key.data is None:
+                    conn, _ = self.listener.accept()
+                    self.sel.register(conn, selectors.EVENT_READ, bytearray())
+                    self.send(conn, {"QMP": {"version": {"qemu": {"major": 8, "minor": 2,
+                                                                  "micro": 0},
+                                                         "package": "hostdev demo"},
+                                             "capabilities": []}})
+                    continue
+                conn, buf = key.fileobj, key.data
+                data = conn.recv(65536)
+                if not data:
+                    self.sel.unregister(conn)
+                    conn.close()
+                    continue
+                buf.extend(data)
+                while b"\n" in buf:
+                    line, _, rest = bytes(buf).partition(b"\n")
+                    buf[:] = rest
+                    if line.strip():
+                        try:
+                            req = json.loads(line)
+                        except ValueError:
+                            self.send(conn, {"error": {"class": "GenericError",
+                                                       "desc": "JSON parse error"}})
+                            continue
+                        self.command(conn, req)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--socket", required=True)
+    ap.add_argument("--root", required=True)
+    ap.add_argument("devices", nargs="*", metavar="ALIAS=ADDRESS")
+    opts = ap.parse_args()
+    qemu = FakeQemu(opts.root, opts.socket)
+    for spec in opts.devices:
+        alias, _, address = spec.partition("=")
+        qemu.add(alias, address)
+    qemu.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

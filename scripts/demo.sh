@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# make demo: a guest with 16 GPUs (32 functions) on the simulated gpu16 host.
+# make demo: a guest with 16 GPUs (32 functions) on the simulated gpu16 host,
+# driven through hostdevd and hostdevctl.
 #
-# The manager is driven through tests/manager/mgr-tool until hostdevd and
-# hostdevctl exist; the guest's QEMU is stood in for by scripts/demo-qemu.py,
-# a process holding every group's /dev/vfio/N open (and closing one when its
-# last device is unplugged), so the manager finds the holders in /proc
-# exactly as it would on a real host.  Everything runs in a private mount
-# namespace, and the simulated host is unmounted on exit, Ctrl-C or failure.
+# The guest's QEMU is stood in for by scripts/demo-qemu.py, a QMP server
+# holding every group's /dev/vfio/N open (closing one when its last device
+# is unplugged, before it sends DEVICE_DELETED), so the daemon finds the
+# holders in /proc and talks to the monitor exactly as on a real host.
+# Everything runs in a private mount namespace, and the simulated host is
+# unmounted, the daemon and the QEMU ended, on exit, Ctrl-C or failure.
 set -euo pipefail
 
 build=${1:-build}
@@ -18,8 +19,9 @@ if [ "$(id -u)" -eq 0 ] && [ -z "${HD_DEMO_IN_NAMESPACE:-}" ]; then
 fi
 
 simhost=$build/tests/sim/hostdev-simhost
-tool=$build/tests/manager/mgr-tool
-for bin in "$simhost" "$tool"; do
+hostdevd=$build/src/daemon/hostdevd
+hostdevctl=$build/src/cli/hostdevctl
+for bin in "$simhost" "$hostdevd" "$hostdevctl"; do
     [ -x "$bin" ] || { echo "demo: $bin is missing (build first)" >&2; exit 1; }
 done
 [ -c /dev/fuse ] || { echo "demo: /dev/fuse is missing: the simulated host needs FUSE" >&2; exit 1; }
@@ -27,12 +29,18 @@ done
 work=$(mktemp -d /tmp/hostdev-demo.XXXXXX)
 root=$work/host
 state=$work/state
+sock=$work/hostdevd.sock
 mkdir -p "$root" "$state"
 sim_pid=""
 qemu_pid=""
+daemon_pid=""
 
 cleanup() {
     if [ -n "$qemu_pid" ]; then kill -9 "$qemu_pid" 2>/dev/null || true; fi
+    if [ -n "$daemon_pid" ]; then
+        kill "$daemon_pid" 2>/dev/null || true
+        wait "$daemon_pid" 2>/dev/null || true
+    fi
     if [ -n "$sim_pid" ]; then
         kill "$sim_pid" 2>/dev/null || true
         wait "$sim_pid" 2>/dev/null || true
@@ -45,12 +53,12 @@ trap 'echo; echo "demo: interrupted" >&2; exit 130' INT TERM
 
 now() { date +%s.%N; }
 since() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.2f}')" "$1" "$(now)"; }
-mgr() { "$tool" "$root" "$state" "$@"; }
+ctl() { "$hostdevctl" --socket "$sock" "$@"; }
 step() { printf '\n== %s\n' "$*"; }
 
 # Query the simulated host's state document.
 simq() {
-    python3 - "$root/.sim/state" "$@" <<'EOF'
+    python3 - "$root/.sim/state" "$@" <<'EOF2'
 import json, sys
 state = json.load(open(sys.argv[1]))
 what = sys.argv[2]
@@ -66,7 +74,7 @@ elif what == "count-on":
     print(sum(1 for d in state["devices"] if d["driver"] == sys.argv[3]))
 elif what == "violations":
     print(state["violations"])
-EOF
+EOF2
 }
 
 # retry N CONDITION: evaluate CONDITION every 50 ms, at most N times.
@@ -80,31 +88,10 @@ retry() {
     return 1
 }
 
-# How many /dev/vfio group files QEMU holds.
-held_by_qemu() {
-    find "/proc/$qemu_pid/fd" -lname "$root/dev/vfio/*" 2>/dev/null | wc -l
-}
-
-# Progress lines "given back N/M" become a bar.
-bar() {
-    local line done total width=40 n
-    while read -r line; do
-        case $line in
-            "given back "*)
-                done=${line#given back }
-                total=${done#*/}
-                done=${done%/*}
-                n=$((done * width / total))
-                printf '\r[%-*s] %s/%s devices' "$width" \
-                    "$(printf '%*s' "$n" '' | tr ' ' '#')" "$done" "$total"
-                ;;
-            *) printf '%s\n' "$line" ;;
-        esac
-    done
-    echo
-}
-
 group_of() { basename "$(readlink "$root/sys/bus/pci/devices/$1/iommu_group")"; }
+alias_of() { local a=${1//:/-}; echo "hostdev-${a//./-}"; }
+# The lines of `hostdevctl list` for IOMMU group $1.
+show_group() { ctl list | awk -v g="IOMMU group $1" '$0 ~ "^IOMMU" { p = ($0 == g || index($0, g " ") == 1) } p'; }
 
 step "Mounting the simulated host (topology gpu16)"
 "$simhost" --topology "$src/tests/sim/topologies/gpu16.json" "$root" &
@@ -118,6 +105,13 @@ mapfile -t gpus < <(simq on nvidia)
 mapfile -t audios < <(simq on snd_hda_intel)
 echo "${#gpus[@]} GPUs and ${#audios[@]} HDMI audio functions, each pair one IOMMU group"
 
+step "Starting hostdevd on it"
+"$hostdevd" --foreground --root "$root" --state-dir "$state" --socket "$sock" \
+    --log-level warning 2>"$work/hostdevd.log" &
+daemon_pid=$!
+retry 100 'ctl status >/dev/null 2>&1' || { cat "$work/hostdevd.log" >&2; exit 1; }
+ctl status
+
 xml=$work/guest.xml
 {
     echo "<domain><name>guest</name><devices>"
@@ -125,61 +119,73 @@ xml=$work/guest.xml
         IFS=':.' read -r d b s f <<<"$addr"
         echo "  <hostdev mode='subsystem' type='pci' managed='yes'><driver name='vfio'/>"
         echo "    <source><address domain='0x$d' bus='0x$b' slot='0x$s' function='0x$f'/></source>"
+        echo "    <alias name='$(alias_of "$addr")'/>"
         echo "  </hostdev>"
     done
     echo "</devices></domain>"
 } >"$xml"
 
-step "Assigning all 32 functions to domain 'guest'"
+step "hostdevctl define guest; hostdevctl prepare guest guest.xml (all 32 functions)"
+ctl define guest
 t0=$(now)
-mgr prepare guest "$xml" >/dev/null
-echo "prepared in $(since "$t0") s: $(simq count-on vfio-pci) functions on vfio-pci"
+ctl prepare guest "$xml"
+prepare_s=$(since "$t0")
+echo "prepared in $prepare_s s: $(simq count-on vfio-pci) functions on vfio-pci"
 
-step "Starting the guest's QEMU (stand-in: a process holding every /dev/vfio/N)"
-mkfifo "$work/qemu.ctl"
-nodes=()
-for addr in "${gpus[@]}"; do nodes+=("$root/dev/vfio/$(group_of "$addr")"); done
-python3 "$src/scripts/demo-qemu.py" "$work/qemu.ctl" "${nodes[@]}" &
+step "Starting the guest's QEMU (stand-in: a QMP server holding every /dev/vfio/N)"
+qemu_args=()
+for addr in "${gpus[@]}" "${audios[@]}"; do qemu_args+=("$(alias_of "$addr")=$addr"); done
+python3 "$src/scripts/demo-qemu.py" --socket "$work/qemu.qmp" --root "$root" \
+    "${qemu_args[@]}" >"$work/qemu.out" &
 qemu_pid=$!
-exec 5>"$work/qemu.ctl"
-retry 100 '[ "$(held_by_qemu)" -eq ${#nodes[@]} ]'
-echo "QEMU (pid $qemu_pid) holds ${#nodes[@]} groups"
+retry 200 'grep -q ready "$work/qemu.out"'
+ctl define guest --qmp "$work/qemu.qmp" --pid "$qemu_pid"
+ctl domains
 
 gpu0=${gpus[0]}
 audio0=${audios[0]}
 g0=$(group_of "$gpu0")
+hostdev_xml() {
+    IFS=':.' read -r d b s f <<<"$1"
+    echo "<hostdev mode='subsystem' type='pci' managed='yes'><source>" \
+         "<address domain='0x$d' bus='0x$b' slot='0x$s' function='0x$f'/></source></hostdev>"
+}
 
-step "detach-device: audio function $audio0"
-mgr release guest "$audio0" | grep "^$audio0"
+step "hostdevctl detach-device guest: audio function $audio0"
+hostdev_xml "$audio0" >"$work/audio.xml"
+ctl detach-device guest "$work/audio.xml"
+show_group "$g0"
 echo "$audio0 is on $(simq driver "$audio0"): it waits on the inactive list, nothing rebound"
 
-step "detach-device: GPU $gpu0 (the last device of group $g0)"
-mgr release guest "$gpu0" >/dev/null
-echo "released; QEMU still holds group $g0, so it stays pending: $gpu0 on $(simq driver "$gpu0")"
-echo "close $g0" >&5
-retry 100 '[ "$(held_by_qemu)" -eq $((${#nodes[@]} - 1)) ]'
-echo "QEMU closed /dev/vfio/$g0"
+step "hostdevctl detach-device guest: GPU $gpu0 (the last device of group $g0)"
+hostdev_xml "$gpu0" >"$work/gpu.xml"
 t0=$(now)
-retry 200 'mgr give-back >/dev/null; [ "$(simq driver "$gpu0")" = nvidia ]'
-echo "group $g0 given back in $(since "$t0") s: $gpu0 on $(simq driver "$gpu0"), $audio0 on $(simq driver "$audio0")"
+ctl detach-device guest "$work/gpu.xml"
+detach_s=$(since "$t0")
+show_group "$g0"
+echo "group $g0 given back in $detach_s s (QEMU closed it, then DEVICE_DELETED):" \
+     "$gpu0 on $(simq driver "$gpu0"), $audio0 on $(simq driver "$audio0")"
 
-step "destroy: QEMU is ended, every remaining group goes home in parallel"
+step "hostdevctl destroy guest: QEMU is ended, every remaining group goes home in parallel"
 t0=$(now)
-mgr destroy guest "$qemu_pid" 2> >(bar) >"$work/destroy.out"
+ctl destroy guest
 wait "$qemu_pid" 2>/dev/null || true
 qemu_pid=""
 destroy_s=$(since "$t0")
-sleep 0.2
-cat "$work/destroy.out"
 echo "destroy done in $destroy_s s"
 
 step "Summary"
+tracked=$(ctl --json status | python3 -c 'import json, sys; print(json.load(sys.stdin)["tracked-devices"])')
+echo "prepare (32 functions):     $prepare_s s"
+echo "detach-device of a GPU:     $detach_s s"
+echo "destroy (15 GPUs, 30 fns):  $destroy_s s"
 echo "GPUs on nvidia:             $(simq count-on nvidia) / ${#gpus[@]}"
 echo "audio on snd_hda_intel:     $(simq count-on snd_hda_intel) / ${#audios[@]}"
-echo "devices still tracked:      $(mgr reconcile | wc -l)"
+echo "devices still tracked:      $tracked"
 violations=$(simq violations)
 echo "viability violations:       $violations"
 [ "$violations" -eq 0 ]
+[ "$tracked" -eq 0 ]
 [ "$(simq count-on nvidia)" -eq "${#gpus[@]}" ]
 [ "$(simq count-on snd_hda_intel)" -eq "${#audios[@]}" ]
 echo "demo: OK"

@@ -36,7 +36,8 @@ typedef enum {
     HDC_EXIT_PARTIAL = 8,       /* destroy: some groups stay on the inactive list */
 } hdcExit;
 
-static char *hdcSocket;
+static char *hdcSocket;          /* --socket after the verb */
+static char *hdcSocketGlobal;    /* --socket before it */
 static gboolean hdcJson;
 
 typedef struct {
@@ -246,7 +247,8 @@ hdcConnect(hdcConn *conn)
     g_autoptr(GError) error = NULL;
     g_autoptr(JsonNode) greeting = NULL;
     JsonObject *obj;
-    const char *path = hdcSocket ? hdcSocket : g_getenv("HOSTDEVD_SOCKET");
+    const char *path = hdcSocket ? hdcSocket :
+                       hdcSocketGlobal ? hdcSocketGlobal : g_getenv("HOSTDEVD_SOCKET");
 
     if (!path || !*path)
         path = HDC_DEFAULT_SOCKET;
@@ -832,9 +834,11 @@ main(int argc, char **argv)
         if (strcmp(argv[first], "--json") == 0 || strcmp(argv[first], "-j") == 0) {
             hdcJson = TRUE;
         } else if (strcmp(argv[first], "--socket") == 0 && first + 1 < argc) {
-            hdcSocket = g_strdup(argv[++first]);
+            g_free(hdcSocketGlobal);
+            hdcSocketGlobal = g_strdup(argv[++first]);
         } else if (g_str_has_prefix(argv[first], "--socket=")) {
-            hdcSocket = g_strdup(argv[first] + strlen("--socket="));
+            g_free(hdcSocketGlobal);
+            hdcSocketGlobal = g_strdup(argv[first] + strlen("--socket="));
         } else {
             hdcPrintError(_("unknown option '%1$s'"), argv[first]);
             return HDC_EXIT_USAGE;
