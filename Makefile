@@ -2,12 +2,17 @@
 #   make demo   install, build, run the main job on the simulated host
 #   make check  install, build with ASan+UBSan, run every test suite
 #   make bench  benchmarks (results in build/bench/)
+#   make stress long runs (docs/stress.rst): fuzzers FUZZ_SECONDS each,
+#               STRESS_STEPS random interleavings, every crash point
 
 BUILD ?= build
 CHECK_BUILD ?= build-check
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 600
+STRESS_STEPS ?= 200000
 MESON_TEST_ARGS ?=
 
-.PHONY: all deps build check demo bench clean
+.PHONY: all deps build check demo bench stress clean
 
 all: build
 
@@ -32,5 +37,18 @@ demo: build
 bench: build
 	meson test -C $(BUILD) --benchmark --suite bench --print-errorlogs
 
+stress: DEPS_EXTRA = stress
+stress: deps
+	@test -f $(CHECK_BUILD)/build.ninja || meson setup $(CHECK_BUILD) \
+	    -Dbuildtype=debug -Db_sanitize=address,undefined -Db_lundef=false \
+	    -Dwerror=true >/dev/null
+	@test -f $(FUZZ_BUILD)/build.ninja || CC=clang meson setup $(FUZZ_BUILD) \
+	    -Dfuzzing=true -Db_sanitize=address,undefined -Db_lundef=false >/dev/null
+	meson compile -C $(CHECK_BUILD)
+	meson compile -C $(FUZZ_BUILD)
+	tests/fuzz/run-fuzzers.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
+	HD_STRESS_STEPS=$(STRESS_STEPS) meson test -C $(CHECK_BUILD) -t 0 --print-errorlogs \
+	    --verbose interleave crash-all manager-crash
+
 clean:
-	rm -rf $(BUILD) $(CHECK_BUILD)
+	rm -rf $(BUILD) $(CHECK_BUILD) $(FUZZ_BUILD)

@@ -13,6 +13,7 @@
 #include <json-glib/json-glib.h>
 
 #include "hdinternal.h"
+#include "hdcrash.h"
 #include "hdfile.h"
 #include "hdholders.h"
 #include "hdprocess.h"
@@ -622,6 +623,7 @@ hdDestroyDomain(hdManager *mgr, const char *domain, pid_t pid, const hdDestroyOp
         return FALSE;
     if (pidfd >= 0 && !opts->no_adopt)
         rep->adopted = hdDestroyAdopt(mgr, pidfd, pid, groups, adopted, device_fds);
+    hdCrashPoint("destroy-adopted");
 
     /* Step 1: end QEMU; on failure the adopted files go back to nobody (the
      * devices stay assigned, held by QEMU). */
@@ -633,6 +635,7 @@ hdDestroyDomain(hdManager *mgr, const char *domain, pid_t pid, const hdDestroyOp
     }
 
     /* Step 2: leave the domain; step 3: the groups, in parallel. */
+    hdCrashPoint("destroy-ended");
     start = g_get_monotonic_time();
     hdDestroyCloseDeviceFds(device_fds, workers);
     if (!hdManagerLeaveDomain(mgr, domain, &left, error))
