@@ -555,8 +555,8 @@ hddUndefineDomain(hddDaemon *dmn, JsonObject *args, GError **error)
         hdErrorSet(error, HD_ERROR_IN_USE, _("domain '%1$s' is busy"), dom->name);
         return NULL;
     }
+    /* The table frees it. */
     g_hash_table_remove(dmn->domains, dom->name);
-    hddDomainFree(dom);
     hddDomainsSave(dmn);
     return NULL;
 }

@@ -27,6 +27,8 @@
 
 /* A client that does not read its replies is dropped past this backlog. */
 #define HDD_MAX_BACKLOG 4096
+/* Input discarded after a fatal error before the connection is cut. */
+#define HDD_MAX_DRAIN (16 * 1024 * 1024)
 
 struct _hddClient {
     gint refs;
@@ -39,7 +41,8 @@ struct _hddClient {
     gboolean writing;
     gboolean negotiated;
     gboolean closed;
-    gboolean close_after_flush;
+    gboolean close_after_flush; /* after a fatal error: reply, then hang up */
+    gsize drained;
     pid_t pid;
     uid_t uid;
     guint8 chunk[65536];
@@ -126,8 +129,10 @@ hddClientWriteNext(hddClient *client)
     if (client->closed || client->writing)
         return;
     if (!(head = g_queue_peek_head(&client->outq))) {
+        /* Closing with unread input would reset the connection and could
+         * lose the last reply: end our side, and drain theirs. */
         if (client->close_after_flush)
-            hddClientClose(client);
+            g_socket_shutdown(g_socket_connection_get_socket(client->conn), FALSE, TRUE, NULL);
         return;
     }
     client->writing = TRUE;
@@ -402,6 +407,17 @@ hddClientReadDone(GObject *source, GAsyncResult *res, gpointer opaque)
         hddClientUnref(client);
         return;
     }
+    if (client->close_after_flush) {
+        /* Draining after a fatal error; a client that never stops
+         * sending is cut off. */
+        client->drained += n;
+        if (client->drained > HDD_MAX_DRAIN)
+            hddClientClose(client);
+        else
+            hddClientRead(client);
+        hddClientUnref(client);
+        return;
+    }
     g_byte_array_append(client->inbuf, client->chunk, n);
     while (!client->close_after_flush &&
            (nl = memchr(client->inbuf->data, '\n', client->inbuf->len))) {
@@ -422,8 +438,7 @@ hddClientReadDone(GObject *source, GAsyncResult *res, gpointer opaque)
         client->close_after_flush = TRUE;
         g_byte_array_set_size(client->inbuf, 0);
     }
-    if (!client->close_after_flush)
-        hddClientRead(client);
+    hddClientRead(client);
     hddClientUnref(client);
 }
 
@@ -504,6 +519,7 @@ hddIncoming(GSocketService *service, GSocketConnection *conn, GObject *source,
         g_warning(_("refused client pid %1$d: %2$s"), (int)cred.pid, msg);
         hddSend(client, hddErrorReplyClass("PermissionDenied", msg, NULL));
         client->close_after_flush = TRUE;
+        hddClientRead(client);
         return TRUE;
     }
     g_debug("client %u: pid %d uid %u", client->serial, (int)cred.pid, (unsigned)cred.uid);
