@@ -143,18 +143,21 @@ gboolean
 hdGroupFreeByProc(hdHost *host, unsigned int group, gboolean *free_, gpointer opaque,
                   GError **error)
 {
-    g_auto(GStrv) paths = hdGroupHolderPaths(host, group, error);
+    g_auto(GStrv) paths = NULL;
     g_autoptr(GArray) pids = NULL;
     gboolean held = FALSE;
 
-    if (!paths)
+    /* The probe first: it sees every holder, a vfio device fd alone
+     * included (/proc shows that only as anon_inode:[vfio-device]), and
+     * the kernel still releasing; it costs one open, a /proc scan reads
+     * every fd of every process. */
+    if (hdGroupOpenProbe(host, group, &held) && held) {
+        *free_ = FALSE;
+        return TRUE;
+    }
+    if (!(paths = hdGroupHolderPaths(host, group, error)) ||
+        !(pids = hdHoldersFind(HD_PROC_ROOT, 0, (const char *const *)paths, error)))
         return FALSE;
-    if (!(pids = hdHoldersFind(HD_PROC_ROOT, 0, (const char *const *)paths, error)))
-        return FALSE;
-    /* A process holding only a vfio device fd shows no path in /proc
-     * (anon_inode:[vfio-device]) yet holds the group: the probe sees it. */
-    if (pids->len == 0)
-        hdGroupOpenProbe(host, group, &held);
-    *free_ = pids->len == 0 && !held;
+    *free_ = pids->len == 0;
     return TRUE;
 }

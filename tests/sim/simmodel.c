@@ -706,7 +706,9 @@ simModelUnbind(simModel *model, const char *driver,
             }
             if (dev->unbinding) {
                 dev->unbinding = FALSE;
-                model->tree_generation++;
+                /* On success the detach changes the tree anyway. */
+                if (ret != 0)
+                    model->tree_generation++;
             }
             if (ret == 0)
                 simModelDetach(model, dev, pid);
