@@ -951,6 +951,7 @@ testCtlErrors(void)
     g_autoptr(hdSimHost) sim = testStart("small", NULL);
     g_autoptr(GError) error = NULL;
     g_autoptr(JsonArray) events = NULL;
+    g_autoptr(JsonNode) state = NULL;
 
     g_assert_false(hdSimHostCtl(sim, "frobnicate", &error));
     g_assert_error(error, HD_SYSTEM_ERROR, EINVAL);
@@ -966,8 +967,8 @@ testCtlErrors(void)
 
     /* Nothing changed: a release still costs nothing, not serialized. */
     testToVfio(sim, NIC);
-    g_assert_false(json_object_get_boolean_member(
-        json_node_get_object(testState(sim)), "serialized"));
+    state = testState(sim);
+    g_assert_false(json_object_get_boolean_member(json_node_get_object(state), "serialized"));
 
     testCtl(sim, "clear-events");
     events = hdSimHostEvents(sim, NULL);
