@@ -10,7 +10,7 @@ skip=""
 case $(basename "$prog") in
     test-qmp)
         # 16 MiB through the QMP client exceeds the 5 s answer timeout.
-        skip="-s /qmp/huge" ;;
+        skip="-s /qmp/huge-message" ;;
     test-simhost)
         # Its forked child exits on purpose with its simulated host still
         # running: valgrind checks the child's leaks too.

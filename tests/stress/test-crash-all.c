@@ -35,6 +35,7 @@
 #include <sys/wait.h>
 
 #include "mgrtest.h"
+#include "stresstest.h"
 
 #define CRASH_DOMAINS 3
 
@@ -233,7 +234,25 @@ crashStartQemu(CrashRun *run, int d)
         if (g_hash_table_add(seen, GUINT_TO_POINTER(group)))
             g_ptr_array_add(nodes, hdIOMMUGroupDevPath(run->host, group));
     }
-    run->qemu[d] = mgrtestStartQemu(nodes, MGRTEST_QEMU_EXITS);
+    run->qemu[d] = stressStartQemu(nodes);
+    g_assert_cmpint(run->qemu[d], >, 0);
+}
+
+
+/* After a QEMU died, the kernel releases its groups in the background:
+ * wait for it, so that every run of a scenario sees the same host. */
+static void
+crashWaitReleased(CrashRun *run, int d)
+{
+    guint i;
+
+    for (i = 0; i < run->addrs[d]->len; i++) {
+        hdPCIAddress addr = mgrtestAddr(g_ptr_array_index(run->addrs[d], i));
+        unsigned int group = 0;
+
+        g_assert_true(hdPCIDeviceGetIOMMUGroup(run->host, &addr, &group, NULL));
+        g_assert_true(hdSimHostWaitGroupFree(run->sim, group, 30000));
+    }
 }
 
 
@@ -253,6 +272,7 @@ crashStep(CrashRun *run, const CrashStep *step, const char *env)
     }
     if (g_str_equal(step->verb, "crash")) {
         crashKillQemu(run, d);
+        crashWaitReleased(run, d);
         return TRUE;
     }
     if (g_str_equal(step->verb, "fault")) {
