@@ -289,40 +289,41 @@ testDestroyMany(void)
 }
 
 
+/* How QEMU meets SIGTERM, and what destroy must then report. */
+typedef struct {
+    mgrtestQemuKind kind;
+    hdDestroyOptions opts;
+    gboolean killed;        /* SIGKILL needed */
+    double min_terminate_s; /* destroy waited at least this long for it */
+} testTerminateCase;
+
+static const testTerminateCase terminateIgnored = {
+    .kind = MGRTEST_QEMU_IGNORES_TERM,
+    .opts = { .term_wait_ms = 200, .per_device_ms = 100 },
+    .killed = TRUE,
+};
+
+/* It shuts down 300 ms after SIGTERM: destroy waits, no SIGKILL. */
+static const testTerminateCase terminateSlow = {
+    .kind = MGRTEST_QEMU_EXITS_SLOWLY,
+    .min_terminate_s = 0.25,
+};
+
+
 static void
-testDestroyIgnoresSigterm(void)
+testDestroyTerminate(gconstpointer data)
 {
+    const testTerminateCase *tc = data;
     Fixture f = { 0 };
     g_autoptr(GPtrArray) gpus = NULL;
     g_autoptr(hdDestroyReport) report = NULL;
-    g_autoptr(GError) error = NULL;
-    hdDestroyOptions opts = { .term_wait_ms = 200, .per_device_ms = 100 };
 
     fixtureStart(&f, "small");
     gpus = testAssignGpus(&f, 1);
-    testStartQemu(&f, gpus, MGRTEST_QEMU_IGNORES_TERM);
-    report = testDestroy(&f, &opts);
-    g_assert_true(report->killed);
-    g_assert_cmpuint(report->given_back, ==, 2);
-    testAssertAllHome(&f);
-    fixtureStop(&f);
-}
-
-
-static void
-testDestroyQemuExitsWhileWaiting(void)
-{
-    Fixture f = { 0 };
-    g_autoptr(GPtrArray) gpus = NULL;
-    g_autoptr(hdDestroyReport) report = NULL;
-    g_autoptr(GError) error = NULL;
-
-    fixtureStart(&f, "small");
-    gpus = testAssignGpus(&f, 1);
-    testStartQemu(&f, gpus, MGRTEST_QEMU_EXITS_SLOWLY);
-    report = testDestroy(&f, NULL);
-    g_assert_false(report->killed);
-    g_assert_cmpfloat(report->terminate_s, >=, 0.25);
+    testStartQemu(&f, gpus, tc->kind);
+    report = testDestroy(&f, &tc->opts);
+    g_assert_cmpint(report->killed, ==, tc->killed);
+    g_assert_cmpfloat(report->terminate_s, >=, tc->min_terminate_s);
     g_assert_cmpuint(report->given_back, ==, 2);
     testAssertAllHome(&f);
     fixtureStop(&f);
@@ -408,8 +409,9 @@ main(int argc, char **argv)
     g_test_add_func("/destroy/many", testDestroyMany);
     g_test_add_func("/destroy/side-by-side", testDestroySideBySide);
     g_test_add_func("/destroy/without-adoption", testDestroyWithoutAdoption);
-    g_test_add_func("/destroy/ignores-sigterm", testDestroyIgnoresSigterm);
-    g_test_add_func("/destroy/qemu-exits-while-waiting", testDestroyQemuExitsWhileWaiting);
+    g_test_add_data_func("/destroy/ignores-sigterm", &terminateIgnored, testDestroyTerminate);
+    g_test_add_data_func("/destroy/qemu-exits-while-waiting", &terminateSlow,
+                         testDestroyTerminate);
     g_test_add_func("/destroy/one-group-hangs", testDestroyOneGroupHangs);
     g_test_add_func("/destroy/sibling-of-no-one", testDestroySiblingOfNoOne);
     return g_test_run();
