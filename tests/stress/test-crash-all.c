@@ -395,6 +395,8 @@ crashRecover(CrashRun *run, const char *where, const CrashStep *crashed)
         g_autofree char *name = g_strdup_printf("vm%u", d + 1);
 
         crashKillQemu(run, d);
+        if (run->addrs[d])
+            crashWaitReleased(run, d);
         g_ptr_array_set_size(args, 0);
         g_ptr_array_add(args, "release-domain");
         g_ptr_array_add(args, name);
