@@ -23,6 +23,7 @@
 #include <glib/gi18n.h>
 
 #include "hostdev/error.h"
+#include "hdd-request.h"
 #include "hdd.h"
 
 /* A client that does not read its replies is dropped past this backlog. */
@@ -317,52 +318,23 @@ hddReply(JsonNode *ret, JsonNode *id)
 
 
 /* Step 1 of a request: it must be {"execute": STR, "arguments"?: OBJ,
- * "id"?: ANY} and nothing else. */
+ * "id"?: ANY} and nothing else (hddRequestParse). */
 static void
 hddClientRequest(hddClient *client, const char *line, gsize len)
 {
-    g_autoptr(JsonParser) parser = json_parser_new();
+    g_auto(hddRequest) req = { 0 };
     g_autoptr(GError) error = NULL;
-    g_autoptr(GList) members = NULL;
-    JsonNode *root;
-    JsonObject *obj;
-    JsonNode *id = NULL;
-    JsonObject *args = NULL;
-    const char *command = NULL;
-    GList *l;
+    const char *command;
+    JsonObject *args;
+    JsonNode *id;
 
-    if (!g_utf8_validate(line, len, NULL) ||
-        !json_parser_load_from_data(parser, line, len, &error) ||
-        !(root = json_parser_get_root(parser)) || !JSON_NODE_HOLDS_OBJECT(root)) {
-        hddSend(client, hddErrorReplyClass("GenericError",
-                                           _("the request is not a JSON object"), NULL));
+    if (!hddRequestParse(line, len, &req, &error)) {
+        hddSend(client, hddErrorReplyClass("GenericError", error->message, req.id));
         return;
     }
-    obj = json_node_get_object(root);
-    id = json_object_get_member(obj, "id");
-    members = json_object_get_members(obj);
-    for (l = members; l; l = l->next) {
-        const char *name = l->data;
-        JsonNode *val = json_object_get_member(obj, name);
-
-        if (strcmp(name, "execute") == 0 && JSON_NODE_HOLDS_VALUE(val) &&
-            json_node_get_value_type(val) == G_TYPE_STRING) {
-            command = json_node_get_string(val);
-        } else if (strcmp(name, "arguments") == 0 && JSON_NODE_HOLDS_OBJECT(val)) {
-            args = json_node_get_object(val);
-        } else if (strcmp(name, "id") != 0) {
-            g_autofree char *msg = g_strdup_printf(_("unexpected member '%1$s' in the request"),
-                                                   name);
-
-            hddSend(client, hddErrorReplyClass("GenericError", msg, id));
-            return;
-        }
-    }
-    if (!command) {
-        hddSend(client, hddErrorReplyClass("GenericError",
-                                           _("the request has no 'execute' string"), id));
-        return;
-    }
+    command = req.command;
+    args = req.arguments;
+    id = req.id;
 
     /* Step 2: capabilities negotiation comes first, as in QMP. */
     if (strcmp(command, "qmp_capabilities") == 0) {
