@@ -8,7 +8,9 @@ hostdevctl=$1
 completion=$2
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
-# What the bash-completion package provides, reduced to what is used.
+# What the bash-completion package provides, reduced to what is used.  It
+# sets the caller's locals (bash's dynamic scope), which shellcheck cannot see.
+# shellcheck disable=SC2034
 _init_completion() {
     words=("${COMP_WORDS[@]}")
     cword=$COMP_CWORD
