@@ -83,6 +83,24 @@ hddDomainNew(const char *name)
 }
 
 
+/* The members that define a domain, as the durable file and the
+ * query-domains reply both carry them. */
+static void
+hddBuildDomainDefinition(JsonBuilder *b, const hddDomain *dom)
+{
+    json_builder_set_member_name(b, "name");
+    json_builder_add_string_value(b, dom->name);
+    json_builder_set_member_name(b, "qmp");
+    json_builder_add_string_value(b, dom->qmp);
+    json_builder_set_member_name(b, "pid");
+    json_builder_add_int_value(b, dom->pid);
+    json_builder_set_member_name(b, "cgroup");
+    json_builder_add_string_value(b, dom->cgroup);
+    json_builder_set_member_name(b, "seclabel");
+    json_builder_add_string_value(b, dom->seclabel);
+}
+
+
 /* Domain definitions: a JSON file in the state directory, replaced
  * atomically, so that a restarted daemon still knows each guest's QEMU. */
 static void
@@ -104,16 +122,7 @@ hddDomainsSave(hddDaemon *dmn)
         gpointer key, value;
 
         json_builder_begin_object(b);
-        json_builder_set_member_name(b, "name");
-        json_builder_add_string_value(b, dom->name);
-        json_builder_set_member_name(b, "qmp");
-        json_builder_add_string_value(b, dom->qmp);
-        json_builder_set_member_name(b, "pid");
-        json_builder_add_int_value(b, dom->pid);
-        json_builder_set_member_name(b, "cgroup");
-        json_builder_add_string_value(b, dom->cgroup);
-        json_builder_set_member_name(b, "seclabel");
-        json_builder_add_string_value(b, dom->seclabel);
+        hddBuildDomainDefinition(b, dom);
         json_builder_set_member_name(b, "aliases");
         json_builder_begin_object(b);
         g_hash_table_iter_init(&iter, dom->aliases);
@@ -364,16 +373,7 @@ hddAddDomain(JsonBuilder *b, hddDomain *dom, GPtrArray *tracked)
     guint i;
 
     json_builder_begin_object(b);
-    json_builder_set_member_name(b, "name");
-    json_builder_add_string_value(b, dom->name);
-    json_builder_set_member_name(b, "qmp");
-    json_builder_add_string_value(b, dom->qmp);
-    json_builder_set_member_name(b, "pid");
-    json_builder_add_int_value(b, dom->pid);
-    json_builder_set_member_name(b, "cgroup");
-    json_builder_add_string_value(b, dom->cgroup);
-    json_builder_set_member_name(b, "seclabel");
-    json_builder_add_string_value(b, dom->seclabel);
+    hddBuildDomainDefinition(b, dom);
     json_builder_set_member_name(b, "busy");
     json_builder_add_boolean_value(b, dom->busy);
     json_builder_set_member_name(b, "devices");
