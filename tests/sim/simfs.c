@@ -1,12 +1,16 @@
 /*
  * simfs.c: the FUSE file system of the simulated host
  *
- * The directory tree is a snapshot (simTree) built from the model and
- * rebuilt only when files appear or vanish (the model's tree generation
- * changes on bind and unbind).  File contents are not in the tree: they
- * are read from the model when a file is read, and writes go straight to
- * the model's kernel entry points, which may block for a long time; the
- * daemon runs a multi-threaded loop with enough threads for that.
+ * The directory tree (simTree) is built from the model once; when files
+ * appear or vanish (the model's tree generation changes on bind and
+ * unbind) only what changed is patched: a device's driver links and vfio
+ * cdev, a group's /dev/vfio/N.  The tree is guarded by the model lock;
+ * nodes are reference counted and never change once made, so a request
+ * may keep using its node after dropping the lock.  File contents are not
+ * in the tree: they are read from the model when a file is read, and
+ * writes go straight to the model's kernel entry points, which may block
+ * for a long time; the daemon runs a multi-threaded loop with enough
+ * threads for that.
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
@@ -51,6 +55,7 @@ typedef enum {
 } simFileKind;
 
 typedef struct {
+    gint refs;
     simNodeType type;
     simFileKind kind;
     mode_t mode;                /* permission bits of files */
@@ -58,13 +63,20 @@ typedef struct {
     const char *driver;         /* bind, unbind: borrowed from the model */
     int group;                  /* dev/vfio/N */
     char *target;               /* links, relative as in sysfs */
-    GPtrArray *children;        /* directories: names, owned */
+    GPtrArray *children;        /* directories: names, owned; changes */
 } simNode;
 
+/* What of a device's files depends on the model's state. */
 typedef struct {
-    gint refs;
+    char *driver;               /* the driver the links show, or NULL */
+    int vfio_cdev;              /* -1: none */
+} simDeviceShape;
+
+typedef struct {
     guint64 generation;
     GHashTable *nodes;          /* path without leading '/' -> simNode */
+    GHashTable *shapes;         /* simDevice * -> simDeviceShape */
+    GHashTable *group_nodes;    /* simGroup * with a dev/vfio/N node */
 } simTree;
 
 /* What an open file refers to; outlives tree rebuilds. */
@@ -93,24 +105,59 @@ struct _simFs {
 /* ---- The tree ---------------------------------------------------------- */
 
 static void
-simNodeFree(simNode *node)
+simNodeUnref(simNode *node)
 {
+    if (!node || !g_atomic_int_dec_and_test(&node->refs))
+        return;
     g_free(node->target);
     if (node->children)
         g_ptr_array_unref(node->children);
     g_free(node);
 }
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(simNode, simNodeUnref)
+
+
+static simNode *
+simNodeNew(simNodeType type)
+{
+    simNode *node = g_new0(simNode, 1);
+
+    node->refs = 1;
+    node->type = type;
+    node->group = -1;
+    return node;
+}
 
 
 static void
-simTreeUnref(simTree *tree)
+simDeviceShapeFree(simDeviceShape *shape)
 {
-    if (!tree || !g_atomic_int_dec_and_test(&tree->refs))
+    g_free(shape->driver);
+    g_free(shape);
+}
+
+
+static void
+simTreeFree(simTree *tree)
+{
+    if (!tree)
         return;
     g_hash_table_unref(tree->nodes);
+    g_hash_table_unref(tree->shapes);
+    g_hash_table_unref(tree->group_nodes);
     g_free(tree);
 }
-G_DEFINE_AUTOPTR_CLEANUP_FUNC(simTree, simTreeUnref)
+
+
+/* The directory part of @path ("" for the root), and its last name. */
+static char *
+simPathSplit(const char *path, const char **name)
+{
+    const char *slash = strrchr(path, '/');
+
+    *name = slash ? slash + 1 : path;
+    return slash ? g_strndup(path, slash - path) : g_strdup("");
+}
 
 
 static simNode *simTreeDir(simTree *tree, const char *path);
@@ -120,17 +167,33 @@ static simNode *
 simTreeAdd(simTree *tree, const char *path, simNode *node)
 {
     g_autofree char *parent = NULL;
-    const char *slash;
-    simNode *dir;
+    const char *name;
 
     g_hash_table_insert(tree->nodes, g_strdup(path), node);
     if (!*path)
         return node;
-    slash = strrchr(path, '/');
-    parent = slash ? g_strndup(path, slash - path) : g_strdup("");
-    dir = simTreeDir(tree, parent);
-    g_ptr_array_add(dir->children, g_strdup(slash ? slash + 1 : path));
+    parent = simPathSplit(path, &name);
+    g_ptr_array_add(simTreeDir(tree, parent)->children, g_strdup(name));
     return node;
+}
+
+
+/* Remove the node at @path (which must exist) from its directory. */
+static void
+simTreeRemove(simTree *tree, const char *path)
+{
+    const char *name;
+    g_autofree char *parent = simPathSplit(path, &name);
+    simNode *dir = g_hash_table_lookup(tree->nodes, parent);
+    guint i;
+
+    for (i = 0; i < dir->children->len; i++) {
+        if (strcmp(g_ptr_array_index(dir->children, i), name) == 0) {
+            g_ptr_array_remove_index(dir->children, i);
+            break;
+        }
+    }
+    g_hash_table_remove(tree->nodes, path);
 }
 
 
@@ -141,8 +204,7 @@ simTreeDir(simTree *tree, const char *path)
 
     if (node)
         return node;
-    node = g_new0(simNode, 1);
-    node->type = SIM_NODE_DIR;
+    node = simNodeNew(SIM_NODE_DIR);
     node->mode = 0755;
     node->children = g_ptr_array_new_with_free_func(g_free);
     return simTreeAdd(tree, path, node);
@@ -152,12 +214,10 @@ simTreeDir(simTree *tree, const char *path)
 static simNode *
 simTreeFile(simTree *tree, const char *path, simFileKind kind, mode_t mode)
 {
-    simNode *node = g_new0(simNode, 1);
+    simNode *node = simNodeNew(SIM_NODE_FILE);
 
-    node->type = SIM_NODE_FILE;
     node->kind = kind;
     node->mode = mode;
-    node->group = -1;
     return simTreeAdd(tree, path, node);
 }
 
@@ -200,19 +260,125 @@ simRelativeTarget(const char *path, const char *target)
 static void G_GNUC_PRINTF(3, 4)
 simTreeLink(simTree *tree, const char *target, const char *fmt, ...)
 {
-    simNode *node = g_new0(simNode, 1);
+    simNode *node = simNodeNew(SIM_NODE_LINK);
     g_autofree char *path = NULL;
     va_list ap;
 
     va_start(ap, fmt);
     path = g_strdup_vprintf(fmt, ap);
     va_end(ap);
-    node->type = SIM_NODE_LINK;
     node->target = simRelativeTarget(path, target);
     simTreeAdd(tree, path, node);
 }
 
 
+/* What of @dev's files the model's state calls for now. */
+static simDeviceShape
+simDeviceShapeOf(const simDevice *dev)
+{
+    simDeviceShape shape = { NULL, dev->vfio_cdev };
+
+    /* During a blocked unbind the kernel has already removed the link. */
+    if (dev->driver && !dev->unbinding)
+        shape.driver = dev->driver;
+    return shape;
+}
+
+
+/* The files of @dev that come and go: its driver links and vfio cdev. */
+static void
+simTreeAddDeviceShape(simTree *tree, simDevice *dev, const simDeviceShape *shape)
+{
+    const char *p = dev->sysfs_path;
+
+    if (shape->driver) {
+        g_autofree char *driver_dir = g_strdup_printf("sys/bus/pci/drivers/%s",
+                                                      shape->driver);
+
+        simTreeLink(tree, driver_dir, "%s/driver", p);
+        simTreeLink(tree, p, "%s/%s", driver_dir, dev->address);
+    }
+    if (shape->vfio_cdev >= 0) {
+        g_autofree char *attr = g_strdup_printf("vfio-dev/vfio%d/dev", shape->vfio_cdev);
+        g_autofree char *cdev = g_strdup_printf("dev/vfio/devices/vfio%d",
+                                                shape->vfio_cdev);
+
+        simTreeDeviceFile(tree, dev, attr, SIM_FILE_VFIO_DEV, 0444);
+        simTreeFile(tree, cdev, SIM_FILE_CDEV, 0600)->dev = dev;
+    }
+}
+
+
+static void
+simTreeRemoveDeviceShape(simTree *tree, simDevice *dev, const simDeviceShape *shape)
+{
+    const char *p = dev->sysfs_path;
+
+    if (shape->driver) {
+        g_autofree char *driver_link = g_strdup_printf("%s/driver", p);
+        g_autofree char *device_link = g_strdup_printf("sys/bus/pci/drivers/%s/%s",
+                                                       shape->driver, dev->address);
+
+        simTreeRemove(tree, driver_link);
+        simTreeRemove(tree, device_link);
+    }
+    if (shape->vfio_cdev >= 0) {
+        g_autofree char *dir = g_strdup_printf("%s/vfio-dev", p);
+        g_autofree char *cdev_dir = g_strdup_printf("%s/vfio%d", dir, shape->vfio_cdev);
+        g_autofree char *attr = g_strdup_printf("%s/dev", cdev_dir);
+        g_autofree char *cdev = g_strdup_printf("dev/vfio/devices/vfio%d",
+                                                shape->vfio_cdev);
+
+        simTreeRemove(tree, attr);
+        simTreeRemove(tree, cdev_dir);
+        simTreeRemove(tree, dir);
+        simTreeRemove(tree, cdev);
+    }
+}
+
+
+/* Make @dev's changing files match the model. */
+static void
+simTreeSyncDevice(simTree *tree, simDevice *dev)
+{
+    simDeviceShape *have = g_hash_table_lookup(tree->shapes, dev);
+    simDeviceShape want = simDeviceShapeOf(dev);
+
+    if (have && g_strcmp0(have->driver, want.driver) == 0 &&
+        have->vfio_cdev == want.vfio_cdev)
+        return;
+    if (have)
+        simTreeRemoveDeviceShape(tree, dev, have);
+    simTreeAddDeviceShape(tree, dev, &want);
+    have = g_new0(simDeviceShape, 1);
+    have->driver = g_strdup(want.driver);
+    have->vfio_cdev = want.vfio_cdev;
+    g_hash_table_replace(tree->shapes, dev, have);
+}
+
+
+/* Make /dev/vfio/N match the model: it exists while a member is on
+ * vfio-pci. */
+static void
+simTreeSyncGroup(simTree *tree, simGroup *group)
+{
+    gboolean want = simGroupHasDevNode(group);
+    g_autofree char *path = NULL;
+
+    if (want == g_hash_table_contains(tree->group_nodes, group))
+        return;
+    path = g_strdup_printf("dev/vfio/%d", group->number);
+    if (want) {
+        simTreeFile(tree, path, SIM_FILE_GROUP, 0600)->group = group->number;
+        g_hash_table_add(tree->group_nodes, group);
+    } else {
+        simTreeRemove(tree, path);
+        g_hash_table_remove(tree->group_nodes, group);
+    }
+}
+
+
+/* The files of @dev that stay as long as the device. */
 static void
 simTreeAddDevice(simTree *tree, simDevice *dev)
 {
@@ -235,14 +401,6 @@ simTreeAddDevice(simTree *tree, simDevice *dev)
     simTreeLink(tree, p, "%s/devices/%s", group_dir, dev->address);
     simTreeLink(tree, p, "sys/bus/pci/devices/%s", dev->address);
 
-    if (dev->driver && !dev->unbinding) {
-        g_autofree char *driver_dir = g_strdup_printf("sys/bus/pci/drivers/%s",
-                                                      dev->driver);
-
-        simTreeLink(tree, driver_dir, "%s/driver", p);
-        simTreeLink(tree, p, "%s/%s", driver_dir, dev->address);
-    }
-
     if (dev->physfn)
         simTreeLink(tree, dev->physfn->sysfs_path, "%s/physfn", p);
     for (i = 0; i < dev->virtfns->len; i++) {
@@ -250,14 +408,24 @@ simTreeAddDevice(simTree *tree, simDevice *dev)
 
         simTreeLink(tree, vf->sysfs_path, "%s/virtfn%u", p, i);
     }
+}
 
-    if (dev->vfio_cdev >= 0) {
-        g_autofree char *attr = g_strdup_printf("vfio-dev/vfio%d/dev", dev->vfio_cdev);
-        g_autofree char *cdev = g_strdup_printf("dev/vfio/devices/vfio%d", dev->vfio_cdev);
 
-        simTreeDeviceFile(tree, dev, attr, SIM_FILE_VFIO_DEV, 0444);
-        simTreeFile(tree, cdev, SIM_FILE_CDEV, 0600)->dev = dev;
-    }
+/* Make the tree match the model.  Called with the model lock held. */
+static void
+simTreeSync(simTree *tree, simModel *model)
+{
+    GPtrArray *devices = simModelDevices(model);
+    GPtrArray *groups = simModelGroups(model);
+    guint i;
+
+    if (tree->generation == simModelTreeGeneration(model))
+        return;
+    for (i = 0; i < devices->len; i++)
+        simTreeSyncDevice(tree, g_ptr_array_index(devices, i));
+    for (i = 0; i < groups->len; i++)
+        simTreeSyncGroup(tree, g_ptr_array_index(groups, i));
+    tree->generation = simModelTreeGeneration(model);
 }
 
 
@@ -271,10 +439,11 @@ simTreeBuild(simModel *model)
     GPtrArray *drivers = simModelDrivers(model);
     guint i;
 
-    tree->refs = 1;
-    tree->generation = simModelTreeGeneration(model);
     tree->nodes = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
-                                        (GDestroyNotify) simNodeFree);
+                                        (GDestroyNotify) simNodeUnref);
+    tree->shapes = g_hash_table_new_full(NULL, NULL, NULL,
+                                         (GDestroyNotify) simDeviceShapeFree);
+    tree->group_nodes = g_hash_table_new(NULL, NULL);
 
     simTreeDir(tree, "");
     simTreeFile(tree, ".sim/ctl", SIM_FILE_CTL, 0200);
@@ -300,41 +469,47 @@ simTreeBuild(simModel *model)
                                                group->number);
 
         simTreeDir(tree, dir);
-        if (simGroupHasDevNode(group)) {
-            g_autofree char *node = g_strdup_printf("dev/vfio/%d", group->number);
-
-            simTreeFile(tree, node, SIM_FILE_GROUP, 0600)->group = group->number;
-        }
     }
 
     for (i = 0; i < devices->len; i++)
         simTreeAddDevice(tree, g_ptr_array_index(devices, i));
+    /* No generation is the model's yet: the first sync adds the rest. */
+    tree->generation = G_MAXUINT64;
+    simTreeSync(tree, model);
     return tree;
 }
 
 
-/* The current tree, rebuilt if the model changed shape; unref it. */
+/* Lock the tree (the model lock) and bring it up to date. */
 static simTree *
-simFsTree(simFs *fs)
+simFsLockTree(simFs *fs)
 {
-    simTree *tree;
-
     simModelLock(fs->model);
-    if (!fs->tree || fs->tree->generation != simModelTreeGeneration(fs->model)) {
-        simTreeUnref(fs->tree);
+    if (!fs->tree)
         fs->tree = simTreeBuild(fs->model);
-    }
-    tree = fs->tree;
-    g_atomic_int_inc(&tree->refs);
-    simModelUnlock(fs->model);
-    return tree;
+    simTreeSync(fs->tree, fs->model);
+    return fs->tree;
 }
 
 
-static simNode *
-simTreeLookup(simTree *tree, const char *path)
+static void
+simFsUnlockTree(simFs *fs)
 {
-    return g_hash_table_lookup(tree->nodes, path);
+    simModelUnlock(fs->model);
+}
+
+
+/* The node at @path in the current tree, referenced, or NULL. */
+static simNode *
+simFsLookupPath(simFs *fs, const char *path)
+{
+    simTree *tree = simFsLockTree(fs);
+    simNode *node = g_hash_table_lookup(tree->nodes, path);
+
+    if (node)
+        g_atomic_int_inc(&node->refs);
+    simFsUnlockTree(fs);
+    return node;
 }
 
 
@@ -487,14 +662,13 @@ simFsStat(simFs *fs, const simNode *node, fuse_ino_t ino, struct stat *st)
 }
 
 
-/* The node of @ino in the current tree; *@tree must be unref'd. */
+/* The node of @ino in the current tree, referenced, or NULL. */
 static simNode *
-simFsNode(simFs *fs, fuse_ino_t ino, simTree **tree)
+simFsNode(simFs *fs, fuse_ino_t ino)
 {
     const char *path = simFsInodePath(fs, ino);
 
-    *tree = simFsTree(fs);
-    return path ? simTreeLookup(*tree, path) : NULL;
+    return path ? simFsLookupPath(fs, path) : NULL;
 }
 
 
@@ -503,17 +677,16 @@ simFsLookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
     simFs *fs = fuse_req_userdata(req);
     const char *dir = simFsInodePath(fs, parent);
-    g_autoptr(simTree) tree = simFsTree(fs);
+    g_autoptr(simNode) node = NULL;
     g_autofree char *path = NULL;
     struct fuse_entry_param entry = { 0 };
-    simNode *node;
 
     if (!dir) {
         fuse_reply_err(req, ENOENT);
         return;
     }
     path = *dir ? g_strdup_printf("%s/%s", dir, name) : g_strdup(name);
-    if (!(node = simTreeLookup(tree, path))) {
+    if (!(node = simFsLookupPath(fs, path))) {
         fuse_reply_err(req, ENOENT);
         return;
     }
@@ -535,8 +708,7 @@ static void
 simFsGetattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     simFs *fs = fuse_req_userdata(req);
-    g_autoptr(simTree) tree = NULL;
-    simNode *node = simFsNode(fs, ino, &tree);
+    g_autoptr(simNode) node = simFsNode(fs, ino);
     struct stat st;
 
     if (!node) {
@@ -554,8 +726,7 @@ simFsSetattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
              struct fuse_file_info *fi)
 {
     simFs *fs = fuse_req_userdata(req);
-    g_autoptr(simTree) tree = NULL;
-    simNode *node = simFsNode(fs, ino, &tree);
+    g_autoptr(simNode) node = simFsNode(fs, ino);
     struct stat st;
 
     if (!node) {
@@ -575,8 +746,7 @@ static void
 simFsReadlink(fuse_req_t req, fuse_ino_t ino)
 {
     simFs *fs = fuse_req_userdata(req);
-    g_autoptr(simTree) tree = NULL;
-    simNode *node = simFsNode(fs, ino, &tree);
+    g_autoptr(simNode) node = simFsNode(fs, ino);
 
     if (!node)
         fuse_reply_err(req, ENOENT);
@@ -622,24 +792,19 @@ simDirAdd(simFs *fs, GArray *entries, const char *dir, const char *name, const s
 }
 
 
-static void
-simFsOpendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+/* The listing of the directory at @dir, or NULL with errno set. */
+static GArray *
+simFsListDir(simFs *fs, const char *dir, fuse_ino_t ino)
 {
-    simFs *fs = fuse_req_userdata(req);
-    const char *dir = simFsInodePath(fs, ino);
-    g_autoptr(simTree) tree = NULL;
-    simNode *node = simFsNode(fs, ino, &tree);
-    GArray *entries;
+    simTree *tree = simFsLockTree(fs);
+    simNode *node = g_hash_table_lookup(tree->nodes, dir);
+    GArray *entries = NULL;
     simDirEntry self;
     guint i;
 
-    if (!node) {
-        fuse_reply_err(req, ENOENT);
-        return;
-    }
-    if (node->type != SIM_NODE_DIR) {
-        fuse_reply_err(req, ENOTDIR);
-        return;
+    if (!node || node->type != SIM_NODE_DIR) {
+        errno = node ? ENOTDIR : ENOENT;
+        goto cleanup;
     }
     entries = g_array_new(FALSE, FALSE, sizeof(simDirEntry));
     g_array_set_clear_func(entries, simDirEntryClear);
@@ -650,7 +815,29 @@ simFsOpendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         const char *name = g_ptr_array_index(node->children, i);
         g_autofree char *path = *dir ? g_strdup_printf("%s/%s", dir, name) : g_strdup(name);
 
-        simDirAdd(fs, entries, dir, name, simTreeLookup(tree, path));
+        simDirAdd(fs, entries, dir, name, g_hash_table_lookup(tree->nodes, path));
+    }
+
+ cleanup:
+    simFsUnlockTree(fs);
+    return entries;
+}
+
+
+static void
+simFsOpendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    simFs *fs = fuse_req_userdata(req);
+    const char *dir = simFsInodePath(fs, ino);
+    GArray *entries;
+
+    if (!dir) {
+        fuse_reply_err(req, ENOENT);
+        return;
+    }
+    if (!(entries = simFsListDir(fs, dir, ino))) {
+        fuse_reply_err(req, errno);
+        return;
     }
     fi->fh = (uintptr_t) entries;
     if (fuse_reply_open(req, fi) != 0)
@@ -746,8 +933,7 @@ static void
 simFsOpen(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     simFs *fs = fuse_req_userdata(req);
-    g_autoptr(simTree) tree = NULL;
-    simNode *node = simFsNode(fs, ino, &tree);
+    g_autoptr(simNode) node = simFsNode(fs, ino);
     simFuseOpenOut out = { 0 };
     simHandle *handle;
     int ret;
@@ -974,7 +1160,7 @@ simFsFree(simFs *fs)
     g_hash_table_unref(fs->inodes);
     g_ptr_array_unref(fs->inode_paths);
     g_mutex_clear(&fs->lock);
-    simTreeUnref(fs->tree);
+    simTreeFree(fs->tree);
     if (fs->ready_fd >= 0)
         close(fs->ready_fd);
     g_free(fs);

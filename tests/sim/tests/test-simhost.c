@@ -514,6 +514,80 @@ testDevNode(void)
 }
 
 
+
+static gint
+testCompareNames(gconstpointer a, gconstpointer b)
+{
+    return strcmp(*(char *const *) a, *(char *const *) b);
+}
+
+
+/* The names in the directory @relative, sorted, separated by spaces. */
+static char *
+testList(hdSimHost *sim, const char *relative)
+{
+    g_autofree char *path = hdSimHostPath(sim, relative);
+    g_autoptr(GDir) dir = g_dir_open(path, 0, NULL);
+    g_autoptr(GPtrArray) names = g_ptr_array_new_with_free_func(g_free);
+    const char *name;
+
+    g_assert_nonnull(dir);
+    while ((name = g_dir_read_name(dir)))
+        g_ptr_array_add(names, g_strdup(name));
+    g_ptr_array_sort(names, testCompareNames);
+    g_ptr_array_add(names, NULL);
+    return g_strjoinv(" ", (char **) names->pdata);
+}
+
+
+static void
+testAssertList(hdSimHost *sim, const char *relative, const char *expected)
+{
+    g_autofree char *names = testList(sim, relative);
+
+    g_assert_cmpstr(names, ==, expected);
+}
+
+
+/* The tree is patched on bind and unbind, not rebuilt: every listing must
+ * show each file exactly once, and nothing that went away, however often
+ * a device goes back and forth. */
+static void
+testTreeFollowsBinding(void)
+{
+    g_autoptr(hdSimHost) sim = testStart("small", NULL);
+    const char *nic_dir = "sys/devices/pci0000:00/" NIC;
+    const char *nic_files = "class device driver driver_override iommu_group reset "
+        "reset_method vendor";
+    g_autofree char *nic_vfio_files = g_strdup_printf("%s vfio-dev", nic_files);
+    guint round;
+
+    for (round = 0; round < 3; round++) {
+        testToVfio(sim, NIC);
+        testAssertList(sim, "sys/bus/pci/drivers/vfio-pci", "0000:00:19.0 bind unbind");
+        testAssertList(sim, "sys/bus/pci/drivers/e1000e", "bind unbind");
+        testAssertList(sim, "dev/vfio", "3 devices vfio");
+        testAssertList(sim, "dev/vfio/devices", "vfio0");
+        testAssertList(sim, nic_dir, nic_vfio_files);
+
+        g_assert_cmpint(testWrite(sim, "sys/bus/pci/drivers/vfio-pci/unbind", NIC), ==, 0);
+        testAssertList(sim, "sys/bus/pci/drivers/vfio-pci", "bind unbind");
+        testAssertList(sim, "dev/vfio", "devices vfio");
+        testAssertList(sim, "dev/vfio/devices", "");
+        testAssertList(sim, nic_dir, "class device driver_override iommu_group reset "
+                       "reset_method vendor");
+
+        g_assert_cmpint(testWrite(sim, "sys/bus/pci/devices/" NIC "/driver_override", "\n"),
+                        ==, 0);
+        g_assert_cmpint(testWrite(sim, "sys/bus/pci/drivers_probe", NIC), ==, 0);
+        testAssertList(sim, "sys/bus/pci/drivers/e1000e", "0000:00:19.0 bind unbind");
+        testAssertList(sim, nic_dir, nic_files);
+        testAssertLink(sim, "sys/bus/pci/devices/" NIC "/driver", NULL,
+                       "sys/bus/pci/drivers/e1000e");
+    }
+    g_assert_cmpuint(hdSimHostViolations(sim), ==, 0);
+}
+
 /* ---- Holders ----------------------------------------------------------- */
 
 static void
@@ -1208,6 +1282,7 @@ main(int argc, char **argv)
     g_test_add_func("/simhost/bind/errors", testBindErrors);
     g_test_add_func("/simhost/bind/drivers-probe", testDriversProbe);
     g_test_add_func("/simhost/bind/dev-node", testDevNode);
+    g_test_add_func("/simhost/bind/tree-follows", testTreeFollowsBinding);
     g_test_add_func("/simhost/open/exclusive", testOpenExclusive);
     g_test_add_func("/simhost/open/not-viable", testOpenNotViable);
     g_test_add_func("/simhost/open/proc-fd", testProcFd);
