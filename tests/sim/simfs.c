@@ -26,6 +26,9 @@
 /* sysfs reports this size for every attribute. */
 #define SIM_ATTR_SIZE 4096
 
+/* How long the kernel caches what never changes (see simNodeCacheTimeout). */
+#define SIM_CACHE_TIMEOUT_S 3600.0
+
 /* The major number of vfio-dev/vfioX/dev, as on a typical host. */
 #define SIM_VFIO_CDEV_MAJOR 511
 
@@ -64,6 +67,7 @@ typedef struct {
     int group;                  /* dev/vfio/N */
     char *target;               /* links, relative as in sysfs */
     GPtrArray *children;        /* directories: names, owned; changes */
+    gboolean lasting;           /* there for the life of the daemon */
 } simNode;
 
 /* What of a device's files depends on the model's state. */
@@ -74,6 +78,7 @@ typedef struct {
 
 typedef struct {
     guint64 generation;
+    gboolean building;          /* adding the nodes that last */
     GHashTable *nodes;          /* path without leading '/' -> simNode */
     GHashTable *shapes;         /* simDevice * -> simDeviceShape */
     GHashTable *group_nodes;    /* simGroup * with a dev/vfio/N node */
@@ -169,6 +174,7 @@ simTreeAdd(simTree *tree, const char *path, simNode *node)
     g_autofree char *parent = NULL;
     const char *name;
 
+    node->lasting = tree->building;
     g_hash_table_insert(tree->nodes, g_strdup(path), node);
     if (!*path)
         return node;
@@ -445,6 +451,7 @@ simTreeBuild(simModel *model)
                                          (GDestroyNotify) simDeviceShapeFree);
     tree->group_nodes = g_hash_table_new(NULL, NULL);
 
+    tree->building = TRUE;
     simTreeDir(tree, "");
     simTreeFile(tree, ".sim/ctl", SIM_FILE_CTL, 0200);
     simTreeFile(tree, ".sim/state", SIM_FILE_STATE, 0444);
@@ -473,6 +480,7 @@ simTreeBuild(simModel *model)
 
     for (i = 0; i < devices->len; i++)
         simTreeAddDevice(tree, g_ptr_array_index(devices, i));
+    tree->building = FALSE;
     /* No generation is the model's yet: the first sync adds the rest. */
     tree->generation = G_MAXUINT64;
     simTreeSync(tree, model);
@@ -662,6 +670,17 @@ simFsStat(simFs *fs, const simNode *node, fuse_ino_t ino, struct stat *st)
 }
 
 
+/* How long the kernel may keep @node's entry and attributes.  Nodes that
+ * come and go must reach us on every lookup, or a vanished driver link or
+ * /dev/vfio/N would still be seen; the others never change, and path
+ * walks through them are most of the requests. */
+static double
+simNodeCacheTimeout(const simNode *node)
+{
+    return node->lasting ? SIM_CACHE_TIMEOUT_S : 0;
+}
+
+
 /* The node of @ino in the current tree, referenced, or NULL. */
 static simNode *
 simFsNode(simFs *fs, fuse_ino_t ino)
@@ -692,6 +711,7 @@ simFsLookup(fuse_req_t req, fuse_ino_t parent, const char *name)
     }
     entry.ino = simFsInode(fs, path);
     simFsStat(fs, node, entry.ino, &entry.attr);
+    entry.attr_timeout = entry.entry_timeout = simNodeCacheTimeout(node);
     fuse_reply_entry(req, &entry);
 }
 
@@ -716,7 +736,7 @@ simFsGetattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         return;
     }
     simFsStat(fs, node, ino, &st);
-    fuse_reply_attr(req, &st, 0);
+    fuse_reply_attr(req, &st, simNodeCacheTimeout(node));
 }
 
 
@@ -1099,8 +1119,8 @@ simFsInit(void *userdata, struct fuse_conn_info *conn)
 {
     simFs *fs = userdata;
 
-    /* Every lookup must reach us (entries and attributes are never
-     * cached, see simFsLookup); READDIRPLUS would only fill the cache. */
+    /* Every lookup of what comes and goes must reach us (see
+     * simNodeCacheTimeout); READDIRPLUS would fill the cache with it. */
     conn->want &= ~FUSE_CAP_READDIRPLUS;
     conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;
     /* INIT is answered once we return: the mount is usable now. */
