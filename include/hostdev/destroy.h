@@ -63,10 +63,12 @@ guint hdDestroyPerDeviceMs(hdManager *mgr);
  * QEMU's exit would release its devices from one task, one after the other
  * (seed 002: 18 s for 16 GPUs even on a fixed kernel); instead hostdev's
  * workers close them side by side, each group's in its own pipeline.
- * Without the rights to do so, destroy goes on the slow way.  Returns FALSE only when QEMU could not be ended (the
- * devices stay assigned).  Groups that could not be given back stay on the
- * inactive list and are listed in (*report)->problems; a group whose kernel
- * release is still running finishes in the background. */
+ * Without the rights to do so, destroy goes on the slow way.
+ *
+ * Returns FALSE only when QEMU could not be ended (the devices stay
+ * assigned).  Groups that could not be given back stay on the inactive
+ * list and are listed in (*report)->problems; a group whose kernel release
+ * is still running finishes in the background. */
 gboolean hdDestroyDomain(hdManager *mgr, const char *domain, pid_t pid,
                          const hdDestroyOptions *opts, hdDestroyReport **report,
                          GError **error);
