@@ -785,6 +785,28 @@ hdSecurityManagerHandleEvent(hdManager *mgr, const hdEvent *event, gpointer opaq
 }
 
 
+/* ACLs a domain no longer needs, by the manager's (reconciled) state: a
+ * daemon killed after a release was recorded but before its
+ * DEVICE_RELEASED reached us would otherwise leave them allowed for good. */
+static void
+hdSecReconcileAcls(hdSecurityManager *sec)
+{
+    gboolean changed = FALSE;
+    g_autoptr(GError) local = NULL;
+    guint i;
+
+    for (i = 0; i < sec->records->len; i++) {
+        hdSecRecord *rec = g_ptr_array_index(sec->records, i);
+
+        if (rec->kind == HD_SEC_ACL && !rec->pending &&
+            !hdSecDomainUses(sec, rec->domain, rec->group))
+            hdSecMarkPending(rec, FALSE, &changed);
+    }
+    if (changed && !hdSecSave(sec, &local))
+        hdSecReport(sec, local);
+}
+
+
 /* ---- public API ------------------------------------------------------- */
 
 hdSecurityManager *
@@ -813,6 +835,7 @@ hdSecurityManagerNew(hdManager *mgr, const char *state_dir, GError **error)
     }
     if (!hdSecLoad(sec, error))
         return NULL;
+    hdSecReconcileAcls(sec);
 
     /* What a previous run left pending is tried now, and again on retry. */
     if (hdSecRunPending(sec, &local) > 0 && local)
