@@ -178,17 +178,22 @@ vm_holder_stop() {
 # to be the guest: vm_qemu_start VAR [QEMU_ARGS...] sets VAR_pid and
 # VAR_qmp (its QMP socket) once QMP answers; vm_qmp VAR COMMAND [JSON]
 # [--wait-event NAME] runs a command (tests/vm/qmp.py); vm_qemu_stop VAR
-# quits it (SIGKILL after 10 s).
+# quits it (SIGKILL after 10 s).  With VM_QEMU_CGROUP set to a cgroup
+# directory, QEMU starts as a process of that cgroup (its first open of a
+# VFIO node is already subject to the cgroup's device access).
 vm_qemu_start() {
     local var=$1 sock pid i
     shift
     sock=/tmp/$var.qmp
     rm -f "$sock"
-    qemu-system-x86_64 -accel tcg -machine q35 -m 128 -S -nodefaults -display none \
-        -global ICH9-LPC.acpi-pci-hotplug-with-bridge-support=off \
-        -device pcie-root-port,id=rp0,chassis=1 -device pcie-root-port,id=rp1,chassis=2 \
-        -device pcie-root-port,id=rp2,chassis=3 -device pcie-root-port,id=rp3,chassis=4 \
-        -qmp "unix:$sock,server=on,wait=off" "$@" </dev/null >"/tmp/$var.log" 2>&1 &
+    (
+        [ -z "${VM_QEMU_CGROUP:-}" ] || echo "$BASHPID" >"$VM_QEMU_CGROUP/cgroup.procs"
+        exec qemu-system-x86_64 -accel tcg -machine q35 -m 128 -S -nodefaults -display none \
+            -global ICH9-LPC.acpi-pci-hotplug-with-bridge-support=off \
+            -device pcie-root-port,id=rp0,chassis=1 -device pcie-root-port,id=rp1,chassis=2 \
+            -device pcie-root-port,id=rp2,chassis=3 -device pcie-root-port,id=rp3,chassis=4 \
+            -qmp "unix:$sock,server=on,wait=off" "$@"
+    ) </dev/null >"/tmp/$var.log" 2>&1 &
     pid=$!
     printf -v "${var}_pid" %s "$pid"
     printf -v "${var}_qmp" %s "$sock"
@@ -445,4 +450,180 @@ PY
     done
     wait "$pid" 2>/dev/null
     return 1
+}
+
+# --- hostdevd and hostdevctl on the real kernel ---
+#
+# vm_hd_init NAME prepares a fresh state directory (/run/hostdev-vm/NAME),
+# the socket /run/hostdev-vm/NAME.sock, hostdevd's log (NAME.hostdevd.log
+# in the results, kept across restarts) and a log of every hostdevctl run
+# (NAME.ctl.log); status 1 when hostdevd or hostdevctl was not built.
+# vm_hd_start [VAR=VALUE...] starts hostdevd in the foreground as a
+# background job of the scenario (VM_HD_PID; the VAR=VALUE in its
+# environment) on that state directory and waits until it answers; status 1
+# if it exited instead.  vm_hd_stop ends it (SIGTERM, SIGKILL after 20 s).
+# vm_hdctl ARGS... runs hostdevctl on that socket, prints what it printed
+# (stdout and stderr) and returns its status.
+VM_HOSTDEVD=${HD_HOSTDEVD:-$HD_BUILDDIR/src/daemon/hostdevd}
+VM_HOSTDEVCTL=${HD_HOSTDEVCTL:-$HD_BUILDDIR/src/cli/hostdevctl}
+
+vm_hd_init() {
+    VM_HD_STATE=/run/hostdev-vm/$1
+    VM_HD_SOCK=/run/hostdev-vm/$1.sock
+    VM_HD_LOG=${HD_VM_RESULTS:-/tmp}/$1.hostdevd.log
+    VM_HD_CTL_LOG=${HD_VM_RESULTS:-/tmp}/$1.ctl.log
+    VM_HD_PID=
+    rm -rf "$VM_HD_STATE" "$VM_HD_SOCK"
+    mkdir -p "$VM_HD_STATE"
+    : >"$VM_HD_LOG"
+    : >"$VM_HD_CTL_LOG"
+    [ -x "$VM_HOSTDEVD" ] && [ -x "$VM_HOSTDEVCTL" ]
+}
+
+vm_hd_start() {
+    local i
+    echo "[$(vm_now_ms) ms] --- hostdevd starts${*:+ with $*}" >>"$VM_HD_LOG"
+    env "$@" "$VM_HOSTDEVD" --foreground --state-dir "$VM_HD_STATE" --socket "$VM_HD_SOCK" \
+        --log-level info </dev/null >>"$VM_HD_LOG" 2>&1 &
+    VM_HD_PID=$!
+    for ((i = 0; i < 600; i++)); do
+        "$VM_HOSTDEVCTL" --socket "$VM_HD_SOCK" status >/dev/null 2>&1 && return 0
+        kill -0 "$VM_HD_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    tail -n 20 "$VM_HD_LOG" >&2
+    return 1
+}
+
+vm_hd_stop() {
+    [ -n "${VM_HD_PID:-}" ] || return 0
+    kill -TERM "$VM_HD_PID" 2>/dev/null || true
+    vm_wait_gone "$VM_HD_PID" 20 || kill -KILL "$VM_HD_PID" 2>/dev/null || true
+    wait "$VM_HD_PID" 2>/dev/null || true
+    VM_HD_PID=
+}
+
+vm_hdctl() {
+    local out rc=0 t0
+    t0=$(vm_now_ms)
+    out=$("$VM_HOSTDEVCTL" --socket "$VM_HD_SOCK" "$@" 2>&1) || rc=$?
+    {
+        echo "[$t0 ms] \$ hostdevctl $* -> status $rc after $(($(vm_now_ms) - t0)) ms"
+        [ -z "$out" ] || echo "$out"
+    } >>"$VM_HD_CTL_LOG"
+    [ -z "$out" ] || echo "$out"
+    return "$rc"
+}
+
+# vm_hd_json EXPR ARGS...: hostdevctl --json ARGS, and the Python
+# expression EXPR of its reply "r" (json.loads) printed.
+vm_hd_json() {
+    local expr=$1 out
+    shift
+    out=$(vm_hdctl --json "$@") || { echo "hostdevctl failed: $out"; return 1; }
+    python3 -c 'import json, sys; r = json.loads(sys.argv[2]); print(eval(sys.argv[1]))' \
+        "$expr" "$out"
+}
+
+# vm_hd_state: what hostdevd still has to do, from its status: "tracked N
+# pending-groups [...] security-pending [...]".
+vm_hd_state() {
+    vm_hd_json '"tracked %d pending-groups %s security-pending %s" % (r["tracked-devices"], r["pending-groups"], r["security-pending"])' status
+}
+
+# vm_hd_xml FILE DOMAIN ADDR[=no]...: a libvirt <domain> with a PCI
+# <hostdev> per address (managed unless =no), each with the alias
+# vm_hd_alias gives it.
+vm_hd_alias() { local a=${1//[:.]/-}; echo "hd-$a"; }
+
+vm_hd_xml() {
+    local file=$1 domain=$2 spec a managed d b s f
+    shift 2
+    {
+        echo "<domain type='kvm'><name>$domain</name><devices>"
+        for spec in "$@"; do
+            a=${spec%=no}
+            managed=yes
+            [ "$a" = "$spec" ] || managed=no
+            IFS=':.' read -r d b s f <<<"$a"
+            echo "  <hostdev mode='subsystem' type='pci' managed='$managed'><driver name='vfio'/>"
+            echo "    <source><address domain='0x$d' bus='0x$b' slot='0x$s' function='0x$f'/></source>"
+            echo "    <alias name='$(vm_hd_alias "$a")'/>"
+            echo "  </hostdev>"
+        done
+        echo "</devices></domain>"
+    } >"$file"
+}
+
+# vm_hd_cleanup DOMAIN ADDR...: a daemon scenario's last word (its EXIT
+# trap, once its QEMU is gone): if hostdevd runs, DOMAIN is destroyed and
+# each ADDR still on vfio-pci reattached; then hostdevd is stopped and each
+# ADDR still off its native driver or with a driver_override is rebound.
+vm_hd_cleanup() {
+    local domain=$1 a
+    shift
+    if [ -n "${VM_HD_PID:-}" ] && kill -0 "$VM_HD_PID" 2>/dev/null; then
+        vm_hdctl destroy --no-progress "$domain" >/dev/null 2>&1 || true
+        for a in "$@"; do
+            [ "$(vm_driver "$a")" != vfio-pci ] ||
+                vm_hdctl nodedev-reattach "$a" >/dev/null 2>&1 || true
+        done
+    fi
+    vm_hd_stop
+    for a in "$@"; do
+        if [ "$(cat "$VM_SYS/devices/$a/driver_override")" != "(null)" ] ||
+            [ "$(vm_driver "$a")" != "$(vm_native_driver "$a")" ]; then
+            vm_bind_native "$a" >/dev/null || echo "cleanup: cannot give $a back to $(vm_native_driver "$a")"
+        fi
+    done
+}
+
+# --- cgroup v2 device access ---
+#
+# vm_cgroup_new NAME: a fresh cgroup /sys/fs/cgroup/NAME (an old one of that
+# name is removed first); prints its path.  vm_in_cgroup DIR CMD... runs CMD
+# as a process of cgroup DIR.  vm_open PATH... opens each PATH read-write
+# (as QEMU opens VFIO nodes; never creating it) and closes it again,
+# printing "ok" or the errno name for each (space-separated);
+# vm_open_in DIR PATH... does it from a process of cgroup DIR.
+vm_cgroup_new() {
+    local dir=/sys/fs/cgroup/$1
+    [ ! -d "$dir" ] || rmdir "$dir"
+    mkdir "$dir" && echo "$dir"
+}
+
+vm_in_cgroup() {
+    local dir=$1
+    shift
+    (
+        echo "$BASHPID" >"$dir/cgroup.procs"
+        exec "$@"
+    )
+}
+
+VM_OPEN_PY='import errno, os, sys
+out = []
+for path in sys.argv[1:]:
+    try:
+        os.close(os.open(path, os.O_RDWR | os.O_CLOEXEC))
+        out.append("ok")
+    except OSError as e:
+        out.append(errno.errorcode.get(e.errno, str(e.errno)))
+print(" ".join(out))'
+
+vm_open() { python3 -c "$VM_OPEN_PY" "$@"; }
+
+vm_open_in() {
+    local dir=$1
+    shift
+    vm_in_cgroup "$dir" python3 -c "$VM_OPEN_PY" "$@"
+}
+
+# vm_node_copy NODE COPY: a character device COPY with NODE's device number,
+# so that the number can still be opened (and refused) once NODE is gone.
+vm_node_copy() {
+    local maj min
+    read -r maj min < <(stat -c '%Hr %Lr' "$1") || return 1
+    rm -f "$2"
+    mknod "$2" c "$maj" "$min"
 }
