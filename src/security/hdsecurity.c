@@ -785,11 +785,52 @@ hdSecurityManagerHandleEvent(hdManager *mgr, const hdEvent *event, gpointer opaq
 }
 
 
-/* ACLs a domain no longer needs, by the manager's (reconciled) state: a
- * daemon killed after a release was recorded but before its
- * DEVICE_RELEASED reached us would otherwise leave them allowed for good. */
+/* Whether the manager still tracks a device of @group (any domain's, or
+ * waiting on the inactive list for its group). */
+static gboolean
+hdSecGroupTracked(hdSecurityManager *sec, unsigned int group)
+{
+    g_autoptr(GPtrArray) tracked = hdManagerListTracked(sec->mgr);
+    guint i;
+
+    for (i = 0; i < tracked->len; i++) {
+        const hdDeviceInfo *info = g_ptr_array_index(tracked, i);
+
+        if (info->state != HD_DEVICE_HOST && info->group == group)
+            return TRUE;
+    }
+    return FALSE;
+}
+
+
+/* Whether @rec is still needed by the manager's state.  ACLs go with the
+ * domain's last active device of the group; labels and VF settings once
+ * their device (a group node: every device of its group) is untracked. */
+static gboolean
+hdSecRecordNeeded(hdSecurityManager *sec, const hdSecRecord *rec)
+{
+    g_autoptr(hdDeviceInfo) info = NULL;
+    hdPCIAddress addr;
+
+    if (rec->kind == HD_SEC_ACL)
+        return hdSecDomainUses(sec, rec->domain, rec->group);
+    if (!rec->address)
+        return hdSecGroupTracked(sec, rec->group);
+    if (!hdPCIAddressParse(rec->address, &addr, NULL))
+        return FALSE;
+    info = hdManagerGetDevice(sec->mgr, &addr, NULL);
+    return info && info->state != HD_DEVICE_HOST;
+}
+
+
+/* Catch up with the manager's (reconciled) state at start: a daemon killed
+ * after a release or give-back was recorded but before its event reached
+ * us, or a give-back the manager finished before we subscribed, would
+ * otherwise leave ACLs allowed, labels and VF settings in place for good.
+ * What is no longer needed becomes pending; labels and VF settings wait
+ * for their group to be free, as after an unmanaged device's release. */
 static void
-hdSecReconcileAcls(hdSecurityManager *sec)
+hdSecReconcile(hdSecurityManager *sec)
 {
     gboolean changed = FALSE;
     g_autoptr(GError) local = NULL;
@@ -798,9 +839,8 @@ hdSecReconcileAcls(hdSecurityManager *sec)
     for (i = 0; i < sec->records->len; i++) {
         hdSecRecord *rec = g_ptr_array_index(sec->records, i);
 
-        if (rec->kind == HD_SEC_ACL && !rec->pending &&
-            !hdSecDomainUses(sec, rec->domain, rec->group))
-            hdSecMarkPending(rec, FALSE, &changed);
+        if (!rec->pending && !hdSecRecordNeeded(sec, rec))
+            hdSecMarkPending(rec, rec->kind != HD_SEC_ACL, &changed);
     }
     if (changed && !hdSecSave(sec, &local))
         hdSecReport(sec, local);
@@ -835,7 +875,7 @@ hdSecurityManagerNew(hdManager *mgr, const char *state_dir, GError **error)
     }
     if (!hdSecLoad(sec, error))
         return NULL;
-    hdSecReconcileAcls(sec);
+    hdSecReconcile(sec);
 
     /* What a previous run left pending is tried now, and again on retry. */
     if (hdSecRunPending(sec, &local) > 0 && local)

@@ -399,6 +399,56 @@ testRestart(Fixture *f, gconstpointer data)
 }
 
 
+/* The daemon dies after the manager recorded the guest's release but
+ * before its events reached the security manager: the restarted one
+ * catches up with the manager's state.  The NIC's group went home, so its
+ * label and VF setting go; the GPU's group is still held, so its labels
+ * stay until it is given back; every ACL goes at once. */
+static void
+testMissedEvents(Fixture *f, gconstpointer data)
+{
+    g_autoptr(GError) error = NULL;
+    g_auto(GStrv) applied = NULL;
+    int qemu;
+
+    testConfigure(f, "vm1");
+    qemu = testHoldGroup(f, 2);
+    /* No handler: the manager keeps the events, and loses them with it. */
+    g_clear_pointer(&f->sec, hdSecurityManagerFree);
+    g_assert_true(hdManagerReleaseDomain(f->mgr, "vm1", &error));
+    g_assert_no_error(error);
+    mgrtestAssertDriver(f->sim, NIC, "e1000e");
+    g_clear_pointer(&f->mgr, hdManagerFree);
+    f->mgr = hdManagerOpen(f->host, f->state_dir, &error);
+    g_assert_no_error(error);
+
+    /* The start restores the VF at once, with the real netlink backend
+     * (the test's is set after the start): no such PF here. */
+    g_test_expect_message("hostdev", G_LOG_LEVEL_WARNING, "*" TEST_PF "*");
+    f->sec = hdSecurityManagerNew(f->mgr, f->state_dir, &error);
+    g_assert_no_error(error);
+    g_test_assert_expected_messages();
+    hdSecurityManagerSetReportFunc(f->sec, testReport, f);
+    hdSecurityManagerSetDevNumFunc(f->sec, testDevNum, NULL);
+    hdSecurityManagerSetVFNetBackend(f->sec, &testVFBackend, f);
+    g_assert_cmpuint(hdSecurityManagerRetry(f->sec, &error), ==, 0);
+    g_assert_no_error(error);
+    applied = hdSecurityManagerListApplied(f->sec);
+    g_assert_cmpuint(testCount(applied, "cgroup "), ==, 0);
+    g_assert_cmpuint(testCount(applied, "vf "), ==, 0);
+    g_assert_cmpuint(testCount(applied, "label "), ==, 3);
+    g_assert_cmpstr(f->vf.mac, ==, TEST_VF_MAC0);
+    testAssertLabel(f, 2, TEST_LABEL);
+
+    close(qemu);
+    testGiveBackAll(f);
+    testAssertLabel(f, 2, NULL);
+    testAssertNothingLeft(f);
+    g_assert_true(hdSecurityManagerForgetDomain(f->sec, "vm1", &error));
+    g_assert_no_error(error);
+}
+
+
 /* A restore that fails is reported and stays pending; the group is still
  * given back (the manager never waits for us); a retry finishes it. */
 static void
@@ -501,6 +551,7 @@ main(int argc, char **argv)
     g_test_add(name, Fixture, NULL, fixtureSetUp, func, fixtureTearDown)
     ADD("/security/lifecycle", testLifecycle);
     ADD("/security/restart", testRestart);
+    ADD("/security/missed-events", testMissedEvents);
     ADD("/security/retry", testRetry);
     ADD("/security/assign-failure", testAssignFailure);
     return g_test_run();
