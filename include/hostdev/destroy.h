@@ -38,6 +38,7 @@ typedef struct {
 typedef struct {
     guint devices;          /* devices of the domain's groups (siblings included) */
     guint given_back;       /* of them, back on their original drivers */
+    guint stay;             /* of them, left on vfio-pci as asked (unmanaged, detached) */
     gboolean killed;        /* QEMU needed SIGKILL */
     guint adopted;          /* VFIO files taken over from QEMU and closed in parallel */
     double terminate_s;     /* QEMU's end */

@@ -50,6 +50,9 @@ typedef struct {
     hdDeviceState state;
     char *domain;            /* ACTIVE: its domain */
     gboolean managed;
+    /* INACTIVE: goes back to its host driver once its group is free; FALSE:
+     * stays on vfio-pci (detached with nodedev-detach) */
+    gboolean give_back;
     char *original_driver;   /* what to give it back to; NULL: none */
     char *driver;            /* bound now (from sysfs), NULL if none */
 } hdDeviceInfo;

@@ -683,10 +683,17 @@ hdcDestroy(char **args)
         printf(_("Domain %1$s destroyed: %2$" G_GINT64_FORMAT "/%3$" G_GINT64_FORMAT
                  " devices given back; QEMU ended in %4$.2f s%5$s, groups in %6$.2f s\n"),
                args[0], json_object_get_int_member(obj, "given-back"),
-               json_object_get_int_member(obj, "devices"),
+               json_object_get_int_member(obj, "devices") -
+               json_object_get_int_member(obj, "stay"),
                json_object_get_double_member(obj, "terminate-seconds"),
                json_object_get_boolean_member(obj, "killed") ? _(" (SIGKILL)") : "",
                json_object_get_double_member(obj, "give-back-seconds"));
+        if (json_object_get_int_member(obj, "stay") > 0)
+            printf(g_dngettext(NULL, "%1$" G_GINT64_FORMAT " device stays on vfio-pci "
+                               "(unmanaged)\n",
+                               "%1$" G_GINT64_FORMAT " devices stay on vfio-pci (unmanaged)\n",
+                               json_object_get_int_member(obj, "stay")),
+                   json_object_get_int_member(obj, "stay"));
         for (i = 0; i < json_array_get_length(problems); i++)
             printf(_("problem: %1$s\n"), json_array_get_string_element(problems, i));
     }

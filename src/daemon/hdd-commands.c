@@ -832,6 +832,8 @@ hddWorkDestroy(hddOp *op, GError **error)
     json_builder_add_int_value(b, report->devices);
     json_builder_set_member_name(b, "given-back");
     json_builder_add_int_value(b, report->given_back);
+    json_builder_set_member_name(b, "stay");
+    json_builder_add_int_value(b, report->stay);
     json_builder_set_member_name(b, "killed");
     json_builder_add_boolean_value(b, report->killed);
     json_builder_set_member_name(b, "adopted");

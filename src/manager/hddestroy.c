@@ -346,28 +346,48 @@ hdDestroyJobRun(gpointer data, gpointer user_data)
 }
 
 
-/* The devices of each group that wait to be given back, and the files of
- * it adopted from QEMU (@adopted: group + 1 -> GArray of int, taken). */
+/* How many devices of @group wait to be given back. */
+static guint
+hdDestroyCountGiveBack(GPtrArray *tracked, unsigned int group)
+{
+    guint count = 0;
+    guint i;
+
+    for (i = 0; i < tracked->len; i++) {
+        hdDeviceInfo *info = g_ptr_array_index(tracked, i);
+
+        count += info->group == group && info->state == HD_DEVICE_INACTIVE && info->give_back;
+    }
+    return count;
+}
+
+
+/* A job for each group with devices to give back, with the files of it
+ * adopted from QEMU (@adopted: group + 1 -> GArray of int, taken).  A
+ * group whose devices all stay on vfio-pci (unmanaged) has nothing to
+ * wait for: its files are closed at once. */
 static void
 hdDestroyAddJobs(hdDestroyRun *run, GArray *groups, GHashTable *adopted)
 {
     g_autoptr(GPtrArray) tracked = hdManagerListTracked(run->mgr);
     guint i;
-    guint j;
 
     for (i = 0; i < groups->len; i++) {
-        hdDestroyJob *job = g_new0(hdDestroyJob, 1);
+        unsigned int group = g_array_index(groups, unsigned int, i);
+        guint devices = hdDestroyCountGiveBack(tracked, group);
+        hdDestroyJob *job;
 
-        job->run = run;
-        job->group = g_array_index(groups, unsigned int, i);
-        job->step = _("waiting until no process holds it");
-        g_hash_table_steal_extended(adopted, GUINT_TO_POINTER(job->group + 1), NULL,
-                                    (gpointer *)&job->fds);
-        for (j = 0; j < tracked->len; j++) {
-            hdDeviceInfo *info = g_ptr_array_index(tracked, j);
-
-            job->devices += info->group == job->group && info->state == HD_DEVICE_INACTIVE;
+        if (devices == 0) {
+            g_hash_table_remove(adopted, GUINT_TO_POINTER(group + 1));
+            continue;
         }
+        job = g_new0(hdDestroyJob, 1);
+        job->run = run;
+        job->group = group;
+        job->devices = devices;
+        job->step = _("waiting until no process holds it");
+        g_hash_table_steal_extended(adopted, GUINT_TO_POINTER(group + 1), NULL,
+                                    (gpointer *)&job->fds);
         run->total += job->devices;
         g_ptr_array_add(run->jobs, job);
     }
@@ -453,6 +473,7 @@ hdDestroyGiveBack(hdManager *mgr, GArray *groups, GHashTable *adopted,
 
     g_mutex_lock(&run->lock);
     report->given_back = run->given_back;
+    report->stay = report->devices - MIN(report->devices, run->total);
     g_ptr_array_extend_and_steal(report->problems, g_steal_pointer(&run->problems));
     run->problems = g_ptr_array_new_with_free_func(g_free);
     if (run->slowest_ms)

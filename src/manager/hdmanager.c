@@ -1317,6 +1317,7 @@ hdManagerInfoFromRecord(hdManager *mgr, const hdDeviceRecord *rec)
     info->state = rec->state;
     info->domain = g_strdup(rec->domain);
     info->managed = rec->managed;
+    info->give_back = rec->give_back;
     info->original_driver = g_strdup(rec->original_driver);
     if (!hdPCIDeviceGetDriver(mgr->host, &rec->addr, &info->driver, &local))
         g_debug("%s", local->message);

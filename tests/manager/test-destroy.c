@@ -400,6 +400,67 @@ testDestroySiblingOfNoOne(void)
 }
 
 
+/* Unmanaged devices leave the domain and stay on vfio-pci: neither given
+ * back nor a problem.  The NIC was detached with nodedev-detach (still
+ * tracked, inactive); the e1000 was put on vfio-pci by someone else
+ * (untracked once released). */
+static void
+testDestroyUnmanagedStay(void)
+{
+    Fixture f = { 0 };
+    g_autoptr(GPtrArray) gpus = NULL;
+    g_autoptr(GPtrArray) defs = g_ptr_array_new_with_free_func((GDestroyNotify)hdHostdevDefFree);
+    g_autoptr(GPtrArray) nodes = g_ptr_array_new_with_free_func(g_free);
+    g_autoptr(hdDestroyReport) report = NULL;
+    g_autoptr(GPtrArray) tracked = NULL;
+    g_autoptr(GError) error = NULL;
+    const char *const unmanaged[] = { "0000:00:19.0", "0000:05:01.0" };
+    hdPCIAddress nic = mgrtestAddr(unmanaged[0]);
+    hdPCIAddress e1000 = mgrtestAddr(unmanaged[1]);
+    hdPCIAddress e1000_sibling = mgrtestAddr("0000:05:00.0");
+    hdHostdevDef *def;
+    guint i;
+
+    fixtureStart(&f, "small");
+    gpus = testAssignGpus(&f, 1);
+    g_assert_true(hdManagerNodeDetach(f.mgr, &nic, NULL, &error));
+    g_assert_no_error(error);
+    /* The e1000's group has a bridge and its sibling 05:00.0: bind both. */
+    g_assert_true(hdPCIDeviceBindDriver(f.host, &e1000_sibling, "vfio-pci", &error));
+    g_assert_true(hdPCIDeviceBindDriver(f.host, &e1000, "vfio-pci", &error));
+    g_assert_no_error(error);
+    for (i = 0; i < G_N_ELEMENTS(unmanaged); i++) {
+        hdPCIAddress addr = mgrtestAddr(unmanaged[i]);
+        unsigned int group = 0;
+
+        def = g_new0(hdHostdevDef, 1);
+        def->addr = addr;
+        g_ptr_array_add(defs, def);
+        g_assert_true(hdPCIDeviceGetIOMMUGroup(f.host, &addr, &group, NULL));
+        g_ptr_array_add(nodes, hdIOMMUGroupDevPath(f.host, group));
+    }
+    g_assert_true(hdManagerPrepare(f.mgr, "guest", defs, 0, &error));
+    g_assert_no_error(error);
+    g_ptr_array_add(nodes, g_strdup_printf("%s/dev/vfio/2", hdSimHostRoot(f.sim)));
+    f.qemu = mgrtestStartQemu(nodes, MGRTEST_QEMU_EXITS);
+
+    report = testDestroy(&f, NULL);
+    g_assert_cmpuint(report->problems->len, ==, 0);
+    g_assert_cmpuint(report->devices, ==, 4);
+    g_assert_cmpuint(report->given_back, ==, 2);
+    g_assert_cmpuint(report->stay, ==, 2);
+    mgrtestAssertDriver(f.sim, g_ptr_array_index(gpus, 0), "nvidia");
+    mgrtestAssertDriver(f.sim, unmanaged[0], "vfio-pci");
+    mgrtestAssertDriver(f.sim, unmanaged[1], "vfio-pci");
+    tracked = hdManagerListTracked(f.mgr);
+    g_assert_cmpuint(tracked->len, ==, 1);
+    g_assert_true(hdPCIAddressEqual(&((hdDeviceInfo *)g_ptr_array_index(tracked, 0))->addr,
+                                    &nic));
+    g_assert_cmpuint(hdSimHostViolations(f.sim), ==, 0);
+    fixtureStop(&f);
+}
+
+
 int
 main(int argc, char **argv)
 {
@@ -414,5 +475,6 @@ main(int argc, char **argv)
                          testDestroyTerminate);
     g_test_add_func("/destroy/one-group-hangs", testDestroyOneGroupHangs);
     g_test_add_func("/destroy/sibling-of-no-one", testDestroySiblingOfNoOne);
+    g_test_add_func("/destroy/unmanaged-stay", testDestroyUnmanagedStay);
     return g_test_run();
 }
