@@ -31,6 +31,10 @@ typedef struct {
     guint workers;          /* groups given back at once; 0: 64 */
     /* Do not adopt QEMU's VFIO files (see hdDestroyDomain). */
     gboolean no_adopt;
+    /* Non-zero: @pid is QEMU only if it started then (/proc/PID/stat field
+     * 22, as recorded when QEMU was started); another process with that pid
+     * means QEMU is long gone, and it is left alone. */
+    guint64 pid_start_time;
     hdDestroyProgressFunc progress;
     gpointer progress_opaque;
 } hdDestroyOptions;

@@ -20,6 +20,8 @@
 #include "hostdev/hotplug.h"
 #include "hostdev/qemu.h"
 #include "hdd.h"
+#include "hdholders.h"
+#include "hdprocess.h"
 
 #define HDD_DOMAINS_FILE "hostdevd-domains.json"
 #define HDD_QMP_TIMEOUT_MS 10000
@@ -37,6 +39,7 @@ struct _hddOp {
     char *domain;             /* the domain it keeps busy; NULL: none */
     char *qmp;
     pid_t pid;
+    guint64 pid_start;
     hdPCIAddress addr;
     hdDomainDef *def;
     gboolean whole_group;
@@ -94,6 +97,8 @@ hddBuildDomainDefinition(JsonBuilder *b, const hddDomain *dom)
     json_builder_add_string_value(b, dom->qmp);
     json_builder_set_member_name(b, "pid");
     json_builder_add_int_value(b, dom->pid);
+    json_builder_set_member_name(b, "pid-start");
+    json_builder_add_int_value(b, (gint64)dom->pid_start);
     json_builder_set_member_name(b, "cgroup");
     json_builder_add_string_value(b, dom->cgroup);
     json_builder_set_member_name(b, "seclabel");
@@ -184,6 +189,7 @@ hddDomainsLoad(hddDaemon *dmn, GError **error)
         dom = hddDomainNew(name);
         dom->qmp = g_strdup(hddObjString(obj, "qmp"));
         dom->pid = json_object_get_int_member_with_default(obj, "pid", 0);
+        dom->pid_start = json_object_get_int_member_with_default(obj, "pid-start", 0);
         dom->cgroup = g_strdup(hddObjString(obj, "cgroup"));
         dom->seclabel = g_strdup(hddObjString(obj, "seclabel"));
         if (json_object_has_member(obj, "aliases") &&
@@ -467,6 +473,7 @@ hddDefineDomain(hddDaemon *dmn, JsonObject *args, GError **error)
     const char *name;
     const char *qmp;
     gint64 pid = 0;
+    guint64 pid_start = 0;
     hddDomain *dom;
     gboolean created = FALSE;
 
@@ -486,6 +493,13 @@ hddDefineDomain(hddDaemon *dmn, JsonObject *args, GError **error)
         pid = json_object_get_int_member(args, "pid");
         if (pid < 0 || pid > G_MAXINT32) {
             hdErrorSet(error, HD_ERROR_INVALID_ARG, _("invalid pid %1$" G_GINT64_FORMAT), pid);
+            return NULL;
+        }
+        /* Remembered so that a destroy long after (a daemon restarted in
+         * the middle of one) never signals a process that reused the pid. */
+        if (pid > 0 && !(pid_start = hdProcessStartTime(HD_PROC_ROOT, (pid_t)pid))) {
+            hdErrorSet(error, HD_ERROR_INVALID_ARG, _("no process with pid %1$" G_GINT64_FORMAT),
+                       pid);
             return NULL;
         }
     }
@@ -512,8 +526,10 @@ hddDefineDomain(hddDaemon *dmn, JsonObject *args, GError **error)
         g_free(dom->qmp);
         dom->qmp = g_strdup(qmp);
     }
-    if (json_object_has_member(args, "pid"))
+    if (json_object_has_member(args, "pid")) {
         dom->pid = pid;
+        dom->pid_start = pid_start;
+    }
     if (json_object_has_member(args, "cgroup")) {
         g_free(dom->cgroup);
         dom->cgroup = g_strdup(hddArgString(args, "cgroup"));
@@ -820,7 +836,8 @@ hddDestroyProgress(guint given_back, guint total, gpointer opaque)
 static JsonNode *
 hddWorkDestroy(hddOp *op, GError **error)
 {
-    hdDestroyOptions opts = { .progress = hddDestroyProgress, .progress_opaque = op };
+    hdDestroyOptions opts = { .progress = hddDestroyProgress, .progress_opaque = op,
+                              .pid_start_time = op->pid_start };
     g_autoptr(hdDestroyReport) report = NULL;
     g_autoptr(JsonBuilder) b = json_builder_new();
     guint i;
@@ -884,8 +901,10 @@ hddOpDone(GObject *source, GAsyncResult *res, gpointer opaque)
     dmn->ops--;
     if (dom) {
         dom->busy = FALSE;
-        if (!error && op->func == hddWorkDestroy)
+        if (!error && op->func == hddWorkDestroy) {
             dom->pid = 0;
+            dom->pid_start = 0;
+        }
         for (i = 0; !error && op->def && i < op->def->hostdevs->len; i++) {
             hdHostdevDef *hostdev = g_ptr_array_index(op->def->hostdevs, i);
             char *addr = hdPCIAddressToString(&hostdev->addr);
@@ -1062,6 +1081,7 @@ hddDispatchOp(hddDaemon *dmn, hddClient *client, const char *command, JsonObject
         op = hddOpNew(dmn, client, id, hddWorkDestroy);
         op->domain = g_strdup(dom->name);
         op->pid = dom->pid;
+        op->pid_start = dom->pid_start;
     } else {
         return FALSE;
     }

@@ -40,6 +40,7 @@ typedef struct {
     char *name;
     char *qmp;                /* QMP socket of its QEMU; NULL: unknown */
     pid_t pid;                /* its QEMU; 0: not running */
+    guint64 pid_start;        /* when that process started; 0: unknown */
     char *cgroup;
     char *seclabel;
     GHashTable *aliases;      /* "0000:11:00.0" -> "hostdev0" */

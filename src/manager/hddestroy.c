@@ -642,6 +642,15 @@ hdDestroyDomain(hdManager *mgr, const char *domain, pid_t pid, const hdDestroyOp
 
     if (pid > 0 && !hdPidfdOpen(pid, &pidfd, error))
         return FALSE;
+    /* Checked after the pidfd is open: it names the process we checked. */
+    if (pidfd >= 0 && opts->pid_start_time &&
+        hdProcessStartTime(HD_PROC_ROOT, pid) != opts->pid_start_time) {
+        g_info("process %d is not the QEMU of domain %s any more: it is gone", (int)pid,
+               domain);
+        close(pidfd);
+        pidfd = -1;
+        pid = 0;
+    }
     if (pidfd >= 0 && !opts->no_adopt)
         rep->adopted = hdDestroyAdopt(mgr, pidfd, pid, groups, adopted, device_fds);
     hdCrashPoint("destroy-adopted");

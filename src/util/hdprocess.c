@@ -72,3 +72,29 @@ hdProcessCountFds(const char *proc_root, pid_t pid)
         count++;
     return count;
 }
+
+
+/* The command name ends at the last ')' (it may hold spaces and
+ * parentheses); split there, " S 1 ..." gives "", then field 3 and on:
+ * field 22 is at index 20. */
+#define HD_STAT_STARTTIME_AFTER_COMM 20
+
+guint64
+hdProcessStartTime(const char *proc_root, pid_t pid)
+{
+    g_autofree char *path = g_strdup_printf("%s/%d/stat", proc_root, (int)pid);
+    g_autofree char *stat = NULL;
+    g_auto(GStrv) fields = NULL;
+    const char *end;
+    guint64 start = 0;
+
+    if (pid <= 0 || !g_file_get_contents(path, &stat, NULL, NULL) ||
+        !(end = strrchr(stat, ')')))
+        return 0;
+    fields = g_strsplit(end + 1, " ", HD_STAT_STARTTIME_AFTER_COMM + 2);
+    if (g_strv_length(fields) < HD_STAT_STARTTIME_AFTER_COMM + 1 ||
+        !g_ascii_string_to_unsigned(fields[HD_STAT_STARTTIME_AFTER_COMM], 10, 1, G_MAXUINT64,
+                                    &start, NULL))
+        return 0;
+    return start;
+}

@@ -28,3 +28,8 @@ gboolean hdPidfdWait(int pidfd, guint timeout_ms);
 
 /* How many fds process @pid has open (-1 if it is gone or unreadable). */
 int hdProcessCountFds(const char *proc_root, pid_t pid);
+
+/* When process @pid started, in clock ticks after boot (field 22 of
+ * /proc/PID/stat); 0 if it is gone or unreadable.  With the pid it names
+ * one process for good: a process that reused the pid started later. */
+guint64 hdProcessStartTime(const char *proc_root, pid_t pid);

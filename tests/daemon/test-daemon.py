@@ -303,7 +303,10 @@ def case_bad_input(env):
     check(True, "nodedev-*: bad address 4, no device 5, device in use 6")
     env.ctl("define", "bad/name", expect=4)
     env.ctl("define", "x", "--qmp", "relative.sock", expect=4)
-    check(True, "define: invalid name or QMP path: exit 4")
+    # Above the largest pid_max Linux allows (2^22): no such process.
+    out = env.ctl("define", "x", "--pid", str(2**22 + 1), expect=4)
+    check("no process with pid" in out.stderr, "define: a pid no process has is named")
+    check(True, "define: invalid name, QMP path or pid: exit 4")
     env.ctl("nope", expect=2)
     env.ctl("destroy", expect=2)
     env.ctl("prepare", "guest", "/nonexistent.xml", expect=2)
@@ -478,6 +481,25 @@ def case_restart(env):
     wait_for(finished, "every group given back after the restart", timeout=60)
     check(True, "after the restart every device is on its original driver")
     check(env.violations() == 0, "no viability violation")
+
+    # Long after a crash the recorded pid may belong to another process:
+    # play that by changing the recorded start time, then destroy.
+    other = subprocess.Popen(["sleep", "60"])
+    env.procs.append(other)
+    env.ctl("define", "reused", "--pid", str(other.pid))
+    env.daemon.kill()
+    env.daemon.wait()
+    path = os.path.join(env.state, "hostdevd-domains.json")
+    with open(path) as f:
+        doms = json.load(f)
+    dom = next(d for d in doms if d["name"] == "reused")
+    check(dom["pid"] == other.pid and dom["pid-start"] > 0, "define records when QEMU started")
+    dom["pid-start"] -= 1
+    with open(path, "w") as f:
+        json.dump(doms, f)
+    env.start_daemon()
+    env.ctl("destroy", "reused")
+    check(other.poll() is None, "destroy leaves alone another process with the domain's pid")
 
 
 def main():

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/wait.h>
 
+#include "hdprocess.h"
 #include "hostdev/destroy.h"
 #include "hostdev/error.h"
 #include "mgrtest.h"
@@ -295,6 +296,7 @@ typedef struct {
     hdDestroyOptions opts;
     gboolean killed;        /* SIGKILL needed */
     double min_terminate_s; /* destroy waited at least this long for it */
+    gboolean start_time;    /* destroy is told when QEMU started */
 } testTerminateCase;
 
 static const testTerminateCase terminateIgnored = {
@@ -309,6 +311,13 @@ static const testTerminateCase terminateSlow = {
     .min_terminate_s = 0.25,
 };
 
+/* Destroy checks that the pid is still QEMU's: it is. */
+static const testTerminateCase terminateStartTime = {
+    .kind = MGRTEST_QEMU_EXITS_SLOWLY,
+    .min_terminate_s = 0.25,
+    .start_time = TRUE,
+};
+
 
 static void
 testDestroyTerminate(gconstpointer data)
@@ -317,15 +326,49 @@ testDestroyTerminate(gconstpointer data)
     Fixture f = { 0 };
     g_autoptr(GPtrArray) gpus = NULL;
     g_autoptr(hdDestroyReport) report = NULL;
+    hdDestroyOptions opts = tc->opts;
 
     fixtureStart(&f, "small");
     gpus = testAssignGpus(&f, 1);
     testStartQemu(&f, gpus, tc->kind);
-    report = testDestroy(&f, &tc->opts);
+    if (tc->start_time)
+        opts.pid_start_time = hdProcessStartTime("/proc", f.qemu);
+    report = testDestroy(&f, &opts);
     g_assert_cmpint(report->killed, ==, tc->killed);
     g_assert_cmpfloat(report->terminate_s, >=, tc->min_terminate_s);
     g_assert_cmpuint(report->given_back, ==, 2);
     testAssertAllHome(&f);
+    fixtureStop(&f);
+}
+
+
+/* QEMU died long ago (a daemon crashed in the middle of its destroy) and
+ * another process got its pid: destroy must leave that one alone. */
+static void
+testDestroyPidReused(void)
+{
+    Fixture f = { 0 };
+    g_autoptr(GPtrArray) gpus = NULL;
+    g_autoptr(GPtrArray) nothing = g_ptr_array_new();
+    g_autoptr(hdDestroyReport) report = NULL;
+    g_autoptr(GError) error = NULL;
+    hdDestroyOptions opts = { 0 };
+    pid_t other;
+
+    fixtureStart(&f, "small");
+    gpus = testAssignGpus(&f, 1);
+    other = mgrtestStartQemu(nothing, MGRTEST_QEMU_EXITS);
+    opts.pid_start_time = hdProcessStartTime("/proc", other) - 1;
+
+    g_assert_true(hdDestroyDomain(f.mgr, "guest", other, &opts, &report, &error));
+    g_assert_no_error(error);
+    g_assert_false(report->killed);
+    g_assert_cmpuint(report->given_back, ==, 2);
+    g_assert_cmpint(waitpid(other, NULL, WNOHANG), ==, 0);
+    testAssertAllHome(&f);
+
+    kill(other, SIGKILL);
+    g_assert_cmpint(waitpid(other, NULL, 0), ==, other);
     fixtureStop(&f);
 }
 
@@ -473,6 +516,9 @@ main(int argc, char **argv)
     g_test_add_data_func("/destroy/ignores-sigterm", &terminateIgnored, testDestroyTerminate);
     g_test_add_data_func("/destroy/qemu-exits-while-waiting", &terminateSlow,
                          testDestroyTerminate);
+    g_test_add_data_func("/destroy/start-time-checked", &terminateStartTime,
+                         testDestroyTerminate);
+    g_test_add_func("/destroy/pid-reused", testDestroyPidReused);
     g_test_add_func("/destroy/one-group-hangs", testDestroyOneGroupHangs);
     g_test_add_func("/destroy/sibling-of-no-one", testDestroySiblingOfNoOne);
     g_test_add_func("/destroy/unmanaged-stay", testDestroyUnmanagedStay);
