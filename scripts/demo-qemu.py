@@ -2,14 +2,18 @@
 """Stand-in for a guest's QEMU (make demo, tests/daemon): a QMP server that
 holds VFIO groups the way QEMU does.
 
-    demo-qemu.py --socket PATH --root ROOT [ALIAS=ADDRESS ...]
+    demo-qemu.py --socket PATH --root ROOT [--q35-ports N] [ALIAS=ADDRESS ...]
 
 Each ALIAS=ADDRESS is a passed-through device; the IOMMU group of ADDRESS
 (ROOT/sys/bus/pci/devices/ADDRESS/iommu_group) is opened once for all its
 devices (ROOT/dev/vfio/N), as QEMU does.  On the monitor:
 
   device_add {"driver": "vfio-pci", "host": ADDRESS, "id": ALIAS}
-      opens the device's group if this QEMU did not hold it yet;
+      opens the device's group if this QEMU did not hold it yet; with
+      --q35-ports N the machine is a q35 with N empty pcie-root-ports
+      named as libvirt names them (pci.1 ... pci.N): like QEMU, it refuses
+      a device without "bus" (the root bus pcie.0 has no hotplug), or on
+      a bus it does not have;
   device_del {"id": ALIAS}
       closes the group if it was its last device here, *then* sends
       DEVICE_DELETED (QEMU >= 2.11 sends it from the device's finalize);
@@ -28,8 +32,10 @@ import time
 
 
 class FakeQemu:
-    def __init__(self, root, sock_path):
+    def __init__(self, root, sock_path, q35_ports=None):
         self.root = root
+        self.hotplug_buses = None if q35_ports is None else \
+            {f"pci.{i}" for i in range(1, q35_ports + 1)}
         self.devices = {}       # alias -> group
         self.groups = {}        # group -> fd
         self.sel = selectors.DefaultSelector()
@@ -51,6 +57,14 @@ class FakeQemu:
         if group not in self.groups:
             self.groups[group] = os.open(os.path.join(self.root, "dev/vfio", group), os.O_RDWR)
         self.devices[alias] = group
+
+    def check_bus(self, bus):
+        if self.hotplug_buses is None:
+            return
+        if bus is None or bus == "pcie.0":
+            raise ValueError("Bus 'pcie.0' does not support hotplugging")
+        if bus not in self.hotplug_buses:
+            raise ValueError(f"Bus '{bus}' not found")
 
     def delete(self, alias):
         group = self.devices.pop(alias)
@@ -85,6 +99,7 @@ class FakeQemu:
             reply["return"] = [{"name": "DEVICE_DELETED"}]
         elif name == "device_add":
             try:
+                self.check_bus(args.get("bus"))
                 self.add(args["id"], args["host"])
             except (KeyError, OSError, ValueError) as e:
                 reply = {"error": {"class": "GenericError", "desc": str(e)}}
@@ -142,9 +157,10 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--socket", required=True)
     ap.add_argument("--root", required=True)
+    ap.add_argument("--q35-ports", type=int, metavar="N")
     ap.add_argument("devices", nargs="*", metavar="ALIAS=ADDRESS")
     opts = ap.parse_args()
-    qemu = FakeQemu(opts.root, opts.socket)
+    qemu = FakeQemu(opts.root, opts.socket, opts.q35_ports)
     for spec in opts.devices:
         alias, _, address = spec.partition("=")
         qemu.add(alias, address)

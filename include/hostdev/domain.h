@@ -33,6 +33,10 @@ typedef struct {
     hdPCIAddress addr;
     gboolean managed;   /* managed='yes': hostdev moves it to vfio-pci and back */
     char *alias;        /* <alias name=.../>, NULL if absent */
+    /* Where the guest sees it: <address type='pci' .../> beside <source>,
+     * NULL if absent.  Bus N is the PCI controller of index N, which
+     * libvirt names "pci.N" in QEMU (bus 0 is the root bus). */
+    hdPCIAddress *guest;
     hdHostdevNet *net;  /* <interface type='hostdev'>, NULL for a <hostdev> */
 } hdHostdevDef;
 

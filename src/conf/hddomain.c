@@ -18,6 +18,7 @@ hdHostdevDefFree(hdHostdevDef *def)
     if (!def)
         return;
     g_free(def->alias);
+    g_free(def->guest);
     if (def->net) {
         g_free(def->net->mac);
         g_free(def->net);
@@ -155,6 +156,50 @@ hdHostdevParseSourceAddress(const xmlNode *node, hdPCIAddress *addr, GError **er
 }
 
 
+/* The guest-side <address type='pci'/>, a direct child of <hostdev>;
+ * other address types (ccw...) are not for PCI passthrough here. */
+static gboolean
+hdHostdevParseGuestAddress(const xmlNode *node, hdPCIAddress **guest, GError **error)
+{
+    const xmlNode *address = hdXMLFirstChild(node, "address");
+    g_autofree char *type = address ? hdXMLGetProp(address, "type") : NULL;
+    g_autofree char *domain = NULL;
+    g_autofree char *bus = NULL;
+    g_autofree char *slot = NULL;
+    g_autofree char *function = NULL;
+    g_autoptr(GError) local = NULL;
+    hdPCIAddress addr;
+
+    if (!address)
+        return TRUE;
+    if (g_strcmp0(type, "pci") != 0) {
+        hdErrorSet(error, HD_ERROR_INVALID_ARG,
+                   _("unsupported guest <address type='%1$s'> at line %2$ld: expected "
+                     "type='pci'"), type ? type : "", xmlGetLineNo(address));
+        return FALSE;
+    }
+    domain = hdXMLGetProp(address, "domain");
+    bus = hdXMLGetProp(address, "bus");
+    slot = hdXMLGetProp(address, "slot");
+    function = hdXMLGetProp(address, "function");
+    if (!hdPCIAddressParseParts(domain ? domain : "0", bus, slot, function ? function : "0",
+                                &addr, &local)) {
+        hdErrorSet(error, HD_ERROR_INVALID_ARG,
+                   _("invalid guest <address> of <hostdev> at line %1$ld: %2$s"),
+                   xmlGetLineNo(address), local->message);
+        return FALSE;
+    }
+    if (addr.domain != 0) {
+        hdErrorSet(error, HD_ERROR_INVALID_ARG,
+                   _("invalid guest <address> of <hostdev> at line %1$ld: QEMU guests have "
+                     "PCI domain 0 only"), xmlGetLineNo(address));
+        return FALSE;
+    }
+    *guest = g_memdup2(&addr, sizeof(addr));
+    return TRUE;
+}
+
+
 static void
 hdDomainDefAddNote(hdDomainDef *def, const xmlNode *node, const char *what)
 {
@@ -166,9 +211,9 @@ hdDomainDefAddNote(hdDomainDef *def, const xmlNode *node, const char *what)
 static void
 hdHostdevNoteUnhandledChildren(hdDomainDef *def, const xmlNode *node, gboolean interface)
 {
-    static const char *const handled[] = { "driver", "source", "alias", NULL };
-    static const char *const handled_net[] = { "driver", "source", "alias", "mac", "vlan",
-                                               NULL };
+    static const char *const handled[] = { "driver", "source", "alias", "address", NULL };
+    static const char *const handled_net[] = { "driver", "source", "alias", "address", "mac",
+                                               "vlan", NULL };
     const xmlNode *child;
 
     for (child = node->children; child; child = child->next) {
@@ -282,7 +327,8 @@ hdHostdevDefParseNode(hdDomainDef *def, const xmlNode *node, gboolean interface,
     }
     if (!hdHostdevParseManaged(node, &hostdev->managed, error) ||
         !hdHostdevParseDriver(node, error) ||
-        !hdHostdevParseSourceAddress(node, &hostdev->addr, error))
+        !hdHostdevParseSourceAddress(node, &hostdev->addr, error) ||
+        !hdHostdevParseGuestAddress(node, &hostdev->guest, error))
         return NULL;
 
     if (interface) {

@@ -760,6 +760,40 @@ hddWorkDetach(hddOp *op, GError **error)
 }
 
 
+/* device_add's arguments for @hostdev.  Its guest <address> places it:
+ * bus N is the controller libvirt names pci.N (bus 0: QEMU's root bus);
+ * without one QEMU picks a bus, which on q35 is pcie.0, where it refuses
+ * hotplug. */
+static JsonNode *
+hddDeviceAddArgs(const hdHostdevDef *hostdev)
+{
+    g_autoptr(JsonBuilder) b = json_builder_new();
+    char addr[HD_PCI_ADDRESS_STRLEN];
+
+    json_builder_begin_object(b);
+    json_builder_set_member_name(b, "driver");
+    json_builder_add_string_value(b, "vfio-pci");
+    json_builder_set_member_name(b, "host");
+    json_builder_add_string_value(b, hdPCIAddressFormat(&hostdev->addr, addr));
+    json_builder_set_member_name(b, "id");
+    json_builder_add_string_value(b, hostdev->alias);
+    if (hostdev->guest) {
+        g_autofree char *bus = g_strdup_printf("pci.%u", hostdev->guest->bus);
+        g_autofree char *slot = g_strdup_printf("0x%x.0x%x", hostdev->guest->slot,
+                                                hostdev->guest->function);
+
+        if (hostdev->guest->bus != 0) {
+            json_builder_set_member_name(b, "bus");
+            json_builder_add_string_value(b, bus);
+        }
+        json_builder_set_member_name(b, "addr");
+        json_builder_add_string_value(b, slot);
+    }
+    json_builder_end_object(b);
+    return json_builder_get_root(b);
+}
+
+
 static JsonNode *
 hddWorkAttach(hddOp *op, GError **error)
 {
@@ -782,21 +816,9 @@ hddWorkAttach(hddOp *op, GError **error)
         !hddMonitorOpen(&mon, op->qmp, error))
         goto cleanup;
     for (i = 0; i < op->def->hostdevs->len; i++) {
-        hdHostdevDef *hostdev = g_ptr_array_index(op->def->hostdevs, i);
-        g_autoptr(JsonBuilder) b = json_builder_new();
-        g_autoptr(JsonNode) args = NULL;
+        g_autoptr(JsonNode) args = hddDeviceAddArgs(g_ptr_array_index(op->def->hostdevs, i));
         g_autoptr(JsonNode) ret = NULL;
-        char addr[HD_PCI_ADDRESS_STRLEN];
 
-        json_builder_begin_object(b);
-        json_builder_set_member_name(b, "driver");
-        json_builder_add_string_value(b, "vfio-pci");
-        json_builder_set_member_name(b, "host");
-        json_builder_add_string_value(b, hdPCIAddressFormat(&hostdev->addr, addr));
-        json_builder_set_member_name(b, "id");
-        json_builder_add_string_value(b, hostdev->alias);
-        json_builder_end_object(b);
-        args = json_builder_get_root(b);
         if (!(ret = hdQmpCommand(mon.qmp, "device_add", args, NULL, 0, HDD_QMP_TIMEOUT_MS,
                                  error)))
             goto cleanup;

@@ -41,21 +41,25 @@ testDumpxml(void)
     g_assert_cmpstr(testAddr(h, buf), ==, "0000:01:00.0");
     g_assert_true(h->managed);
     g_assert_cmpstr(h->alias, ==, "hostdev0");
+    g_assert_nonnull(h->guest);
+    g_assert_cmpstr(hdPCIAddressFormat(h->guest, buf), ==, "0000:06:00.0");
     h = g_ptr_array_index(def->hostdevs, 1);
     g_assert_cmpstr(testAddr(h, buf), ==, "0000:01:00.1");
     g_assert_cmpstr(h->alias, ==, "hostdev1");
+    g_assert_cmpstr(hdPCIAddressFormat(h->guest, buf), ==, "0000:07:00.0");
     h = g_ptr_array_index(def->hostdevs, 2);
     g_assert_cmpstr(testAddr(h, buf), ==, "0000:02:00.0");
     g_assert_false(h->managed);
+    g_assert_null(h->guest);
 
-    /* The USB hostdev and the guest-side <address>/<rom> are noted. */
+    /* The USB hostdev and the <rom> are noted. */
     for (i = 0; i < def->notes->len; i++) {
         const char *note = g_ptr_array_index(def->notes, i);
         if (strstr(note, "type='usb'"))
             usb_noted = TRUE;
     }
     g_assert_true(usb_noted);
-    g_assert_cmpuint(def->notes->len, >=, 3);
+    g_assert_cmpuint(def->notes->len, ==, 2);
 }
 
 
@@ -154,6 +158,14 @@ static const testBadXML badCases[] = {
       "invalid source <address>" },
     { "missing-bus", HOSTDEV_OPEN "<source><address slot='0' function='0'/></source></hostdev>",
       "invalid source <address>" },
+    { "guest-type", HOSTDEV_OPEN SOURCE("0", "1", "0", "0")
+      "<address type='ccw' cssid='0xfe' ssid='0' devno='1'/></hostdev>",
+      "unsupported guest <address type='ccw'>" },
+    { "guest-domain", HOSTDEV_OPEN SOURCE("0", "1", "0", "0")
+      "<address type='pci' domain='1' bus='4' slot='0' function='0'/></hostdev>",
+      "QEMU guests have PCI domain 0 only" },
+    { "guest-slot", HOSTDEV_OPEN SOURCE("0", "1", "0", "0")
+      "<address type='pci' bus='4' slot='0x20'/></hostdev>", "invalid guest <address>" },
     { "duplicate", "<domain><name>d</name><devices>" HOSTDEV_OPEN
       SOURCE("0x0000", "0x01", "0x00", "0x0") "</hostdev>" HOSTDEV_OPEN
       SOURCE("0", "1", "0", "0") "</hostdev></devices></domain>",

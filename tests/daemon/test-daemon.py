@@ -56,7 +56,8 @@ def wait_for(cond, what, timeout=20.0):
     raise AssertionError(f"timed out waiting for: {what}")
 
 
-def hostdev_xml(addrs, name=None, aliases=True):
+def hostdev_xml(addrs, name=None, aliases=True, guest_bus=None):
+    """guest_bus: the guest-side PCI bus of the first device, one per device."""
     out = []
     if name is not None:
         out.append(f"<domain><name>{name}</name><devices>")
@@ -64,9 +65,11 @@ def hostdev_xml(addrs, name=None, aliases=True):
         d, b, sf = addr.split(":")
         s, f = sf.split(".")
         alias = f"<alias name='{alias_of(addr)}'/>" if aliases else ""
+        guest = "" if guest_bus is None else \
+            f"<address type='pci' domain='0x0000' bus='0x{guest_bus + i:02x}' slot='0x00'/>"
         out.append("<hostdev mode='subsystem' type='pci' managed='yes'><driver name='vfio'/>"
                    f"<source><address domain='0x{d}' bus='0x{b}' slot='0x{s}' "
-                   f"function='0x{f}'/></source>{alias}</hostdev>")
+                   f"function='0x{f}'/></source>{alias}{guest}</hostdev>")
     if name is not None:
         out.append("</devices></domain>")
     return "\n".join(out)
@@ -149,11 +152,11 @@ class Env:
         return os.path.basename(os.readlink(
             os.path.join(self.root, "sys/bus/pci/devices", addr, "iommu_group")))
 
-    def start_qemu(self, addrs):
+    def start_qemu(self, addrs, *extra):
         qmp = os.path.join(self.work, "qemu.qmp")
         p = subprocess.Popen([sys.executable, FAKE_QEMU, "--socket", qmp, "--root", self.root,
-                              *[f"{alias_of(a)}={a}" for a in addrs]], stdout=subprocess.PIPE,
-                             text=True)
+                              *extra, *[f"{alias_of(a)}={a}" for a in addrs]],
+                             stdout=subprocess.PIPE, text=True)
         assert p.stdout.readline().strip() == "ready"
         self.procs.append(p)
         return p, qmp
@@ -250,6 +253,22 @@ def case_verbs(env):
           "destroy reports every device given back, with a progress bar")
     qemu.wait(timeout=10)
     check(env.drivers() == orig, "every device is on its original driver")
+
+    # A q35 guest hot-plugs on its root ports only: the guest <address>
+    # names the port (bus N is libvirt's pci.N).
+    qemu, qmp = env.start_qemu([], "--q35-ports", "2")
+    env.ctl("define", "guest", "--qmp", qmp, "--pid", str(qemu.pid))
+    p = env.ctl("attach-device", "guest",
+                env.write("q35.xml", hostdev_xml([GPU, AUDIO], name="guest")), expect=1)
+    check("does not support hotplugging" in p.stderr and env.drivers() == orig,
+          "q35: attach-device without a guest <address> is refused, the devices go home")
+    env.ctl("attach-device", "guest",
+            env.write("q35.xml", hostdev_xml([GPU, AUDIO], name="guest", guest_bus=1)))
+    check(env.state_of(GPU)["domain"] == "guest" and env.state_of(AUDIO)["domain"] == "guest",
+          "q35: attach-device on the root ports the guest <address> names")
+    env.ctl("destroy", "guest")
+    qemu.wait(timeout=10)
+    check(env.drivers() == orig, "q35: destroyed, every device home")
 
     # the events client saw it all
     time.sleep(0.3)
