@@ -24,6 +24,8 @@
 #define HD_DESTROY_KILL_WAIT_MS 30000
 #define HD_DESTROY_RELEASE_WAIT_MS 10000
 #define HD_DESTROY_WORKERS 64
+/* How soon a group that is free but not given back is looked at again. */
+#define HD_DESTROY_RETRY_MS 50
 /* libvirt's allowance per hostdev on top of its fixed waits */
 #define HD_DESTROY_MIN_PER_DEVICE_MS 2000
 #define HD_DESTROY_MEASURED_FACTOR 3
@@ -296,6 +298,28 @@ hdDestroyJobFinish(hdDestroyJob *job, gboolean given_back, gint64 started, char 
 }
 
 
+static guint hdDestroyCountGiveBack(GPtrArray *tracked, unsigned int group);
+
+/* Give the group back if it is free.  A group that has nothing left to
+ * give back went home by another way (a give-back this destroy raced
+ * with, from an earlier destroy still running in the background or the
+ * pending sweep): its devices are home too. */
+static gboolean
+hdDestroyJobTryGiveBack(hdDestroyJob *job, gboolean *given_back, GError **error)
+{
+    g_autoptr(GPtrArray) tracked = NULL;
+
+    hdDestroyJobSetStep(job, _("giving it back"));
+    if (!hdManagerGiveBackGroup(job->run->mgr, job->group, given_back, error))
+        return FALSE;
+    if (!*given_back) {
+        tracked = hdManagerListTracked(job->run->mgr);
+        *given_back = hdDestroyCountGiveBack(tracked, job->group) == 0;
+    }
+    return TRUE;
+}
+
+
 /* Pipeline steps 2 and 3: the manager's give-back (it checks itself that
  * no process holds the group); if one does, wait until it lets go (inotify,
  * pidfd, polling) and try again.  In the usual case, QEMU gone, /proc is
@@ -303,23 +327,25 @@ hdDestroyJobFinish(hdDestroyJob *job, gboolean given_back, gint64 started, char 
 static gboolean
 hdDestroyJobGiveBack(hdDestroyJob *job, gboolean *given_back, GError **error)
 {
-    hdDestroyJobSetStep(job, _("giving it back"));
-    if (!hdManagerGiveBackGroup(job->run->mgr, job->group, given_back, error))
+    if (!hdDestroyJobTryGiveBack(job, given_back, error))
         return FALSE;
     if (*given_back)
         return TRUE;
 
-    hdDestroyJobSetStep(job, _("waiting until no process holds it"));
-    if (!hdDestroyJobWaitFree(job, error))
-        return FALSE;
-    hdDestroyJobSetStep(job, _("giving it back"));
-    if (!hdManagerGiveBackGroup(job->run->mgr, job->group, given_back, error))
-        return FALSE;
-    if (!*given_back) {
-        hdErrorSet(error, HD_ERROR_IN_USE, _("it is not free yet"));
-        return FALSE;
-    }
-    return TRUE;
+    /* Free, yet not given back: another thread is giving it back right
+     * now (the group is busy meanwhile), or somebody took it again.  Look
+     * again until the deadline. */
+    do {
+        hdDestroyJobSetStep(job, _("waiting until no process holds it"));
+        if (!hdDestroyJobWaitFree(job, error) ||
+            !hdDestroyJobTryGiveBack(job, given_back, error))
+            return FALSE;
+        if (*given_back)
+            return TRUE;
+        g_usleep(HD_DESTROY_RETRY_MS * 1000);
+    } while (hdDestroyRemainingMs(job->run) > 0);
+    hdErrorSet(error, HD_ERROR_IN_USE, _("it is not free yet"));
+    return FALSE;
 }
 
 

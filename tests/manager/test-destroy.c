@@ -423,6 +423,56 @@ testDestroyOneGroupHangs(void)
 }
 
 
+/* While destroy waits for a group, something else gives it back (the
+ * pending sweep here; in the stress test an earlier destroy still running
+ * in the background): the devices are home, which is no problem. */
+static void
+testDestroyGivenBackMeanwhile(void)
+{
+    Fixture f = { 0 };
+    g_autoptr(GPtrArray) gpus = NULL;
+    g_autoptr(GError) error = NULL;
+    g_autofree char *fault = NULL;
+    hdDestroyOptions opts = { .release_wait_ms = 10000 };
+    testDestroyThreadData data = { .f = &f, .opts = &opts };
+    GThread *thread;
+    guint i;
+
+    fixtureStart(&f, "small");
+    g_assert_true(hdSimHostCtl(f.sim, "cost all probe_ms 0", &error));
+    gpus = testAssignGpus(&f, 1);
+    fault = g_strdup_printf("fault %s release hang", (char *)g_ptr_array_index(gpus, 0));
+    g_assert_true(hdSimHostCtl(f.sim, fault, &error));
+    testStartQemu(&f, gpus, MGRTEST_QEMU_EXITS);
+
+    thread = g_thread_new("destroy", testDestroyThread, &data);
+    /* The destroy's job now waits for the hung release. */
+    for (i = 0; i < 1000 && testCountEvents(&f, "release-start") == 0; i++)
+        g_usleep(5 * 1000);
+    g_usleep(200 * 1000);
+    g_assert_true(hdSimHostCtl(f.sim, "unhang", &error));
+    for (i = 0; i < 5000; i++) {
+        g_autoptr(GPtrArray) tracked = hdManagerListTracked(f.mgr);
+
+        if (tracked->len == 0)
+            break;
+        hdManagerGiveBackPending(f.mgr, NULL);
+        g_usleep(1000);
+    }
+    g_thread_join(thread);
+    waitpid(f.qemu, NULL, 0);
+    f.qemu = 0;
+
+    for (i = 0; i < data.report->problems->len; i++)
+        g_test_message("problem: %s", (char *)g_ptr_array_index(data.report->problems, i));
+    g_assert_cmpuint(data.report->problems->len, ==, 0);
+    g_assert_cmpuint(data.report->given_back, ==, 2);
+    hdDestroyReportFree(data.report);
+    testAssertAllHome(&f);
+    fixtureStop(&f);
+}
+
+
 /* The GPU is the domain's; its audio sibling belongs to no one (detached
  * for the whole group).  Destroy takes both home; QEMU is already gone. */
 static void
@@ -522,5 +572,6 @@ main(int argc, char **argv)
     g_test_add_func("/destroy/one-group-hangs", testDestroyOneGroupHangs);
     g_test_add_func("/destroy/sibling-of-no-one", testDestroySiblingOfNoOne);
     g_test_add_func("/destroy/unmanaged-stay", testDestroyUnmanagedStay);
+    g_test_add_func("/destroy/given-back-meanwhile", testDestroyGivenBackMeanwhile);
     return g_test_run();
 }
