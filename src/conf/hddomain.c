@@ -124,15 +124,27 @@ hdHostdevParseDriver(const xmlNode *node, GError **error)
 }
 
 
+/* The PCI address in the attributes of @address.  libvirt treats a missing
+ * domain as 0, and a missing function of a guest address too. */
+static gboolean
+hdXMLParsePCIAddress(const xmlNode *address, const char *default_function,
+                     hdPCIAddress *addr, GError **error)
+{
+    g_autofree char *domain = hdXMLGetProp(address, "domain");
+    g_autofree char *bus = hdXMLGetProp(address, "bus");
+    g_autofree char *slot = hdXMLGetProp(address, "slot");
+    g_autofree char *function = hdXMLGetProp(address, "function");
+
+    return hdPCIAddressParseParts(domain ? domain : "0", bus, slot,
+                                  function ? function : default_function, addr, error);
+}
+
+
 static gboolean
 hdHostdevParseSourceAddress(const xmlNode *node, hdPCIAddress *addr, GError **error)
 {
     const xmlNode *source = hdXMLFirstChild(node, "source");
     const xmlNode *address = source ? hdXMLFirstChild(source, "address") : NULL;
-    g_autofree char *domain = NULL;
-    g_autofree char *bus = NULL;
-    g_autofree char *slot = NULL;
-    g_autofree char *function = NULL;
     g_autoptr(GError) local = NULL;
 
     if (!address) {
@@ -141,12 +153,7 @@ hdHostdevParseSourceAddress(const xmlNode *node, hdPCIAddress *addr, GError **er
                    xmlGetLineNo(node));
         return FALSE;
     }
-    domain = hdXMLGetProp(address, "domain");
-    bus = hdXMLGetProp(address, "bus");
-    slot = hdXMLGetProp(address, "slot");
-    function = hdXMLGetProp(address, "function");
-    /* libvirt treats a missing domain as 0; the rest must be given. */
-    if (!hdPCIAddressParseParts(domain ? domain : "0", bus, slot, function, addr, &local)) {
+    if (!hdXMLParsePCIAddress(address, NULL, addr, &local)) {
         hdErrorSet(error, HD_ERROR_INVALID_ARG,
                    _("invalid source <address> of <hostdev> at line %1$ld: %2$s"),
                    xmlGetLineNo(address), local->message);
@@ -163,10 +170,6 @@ hdHostdevParseGuestAddress(const xmlNode *node, hdPCIAddress **guest, GError **e
 {
     const xmlNode *address = hdXMLFirstChild(node, "address");
     g_autofree char *type = address ? hdXMLGetProp(address, "type") : NULL;
-    g_autofree char *domain = NULL;
-    g_autofree char *bus = NULL;
-    g_autofree char *slot = NULL;
-    g_autofree char *function = NULL;
     g_autoptr(GError) local = NULL;
     hdPCIAddress addr;
 
@@ -178,12 +181,7 @@ hdHostdevParseGuestAddress(const xmlNode *node, hdPCIAddress **guest, GError **e
                      "type='pci'"), type ? type : "", xmlGetLineNo(address));
         return FALSE;
     }
-    domain = hdXMLGetProp(address, "domain");
-    bus = hdXMLGetProp(address, "bus");
-    slot = hdXMLGetProp(address, "slot");
-    function = hdXMLGetProp(address, "function");
-    if (!hdPCIAddressParseParts(domain ? domain : "0", bus, slot, function ? function : "0",
-                                &addr, &local)) {
+    if (!hdXMLParsePCIAddress(address, "0", &addr, &local)) {
         hdErrorSet(error, HD_ERROR_INVALID_ARG,
                    _("invalid guest <address> of <hostdev> at line %1$ld: %2$s"),
                    xmlGetLineNo(address), local->message);
