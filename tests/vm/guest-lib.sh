@@ -531,23 +531,27 @@ vm_hd_state() {
     vm_hd_json '"tracked %d pending-groups %s security-pending %s" % (r["tracked-devices"], r["pending-groups"], r["security-pending"])' status
 }
 
-# vm_hd_xml FILE DOMAIN ADDR[=no]...: a libvirt <domain> with a PCI
+# vm_hd_xml FILE DOMAIN ADDR[=no][@BUS]...: a libvirt <domain> with a PCI
 # <hostdev> per address (managed unless =no), each with the alias
-# vm_hd_alias gives it.
+# vm_hd_alias gives it; with @BUS (a number) a guest <address> on slot 0 of
+# bus BUS, which hostdevd's attach-device turns into bus "pci.BUS".
 vm_hd_alias() { local a=${1//[:.]/-}; echo "hd-$a"; }
 
 vm_hd_xml() {
-    local file=$1 domain=$2 spec a managed d b s f
+    local file=$1 domain=$2 spec a managed gbus d b s f
     shift 2
     {
         echo "<domain type='kvm'><name>$domain</name><devices>"
         for spec in "$@"; do
+            gbus=
+            case $spec in *@*) gbus=${spec##*@}; spec=${spec%@*} ;; esac
             a=${spec%=no}
             managed=yes
             [ "$a" = "$spec" ] || managed=no
             IFS=':.' read -r d b s f <<<"$a"
             echo "  <hostdev mode='subsystem' type='pci' managed='$managed'><driver name='vfio'/>"
             echo "    <source><address domain='0x$d' bus='0x$b' slot='0x$s' function='0x$f'/></source>"
+            [ -z "$gbus" ] || printf "    <address type='pci' domain='0x0000' bus='0x%02x' slot='0x00' function='0x0'/>\n" "$gbus"
             echo "    <alias name='$(vm_hd_alias "$a")'/>"
             echo "  </hostdev>"
         done

@@ -16,16 +16,17 @@
 # (managed='no', detached with nodedev-detach), whose node stays after the
 # release.
 #
-# hostdevd's attach-device sends device_add without a bus: on the q35
-# nested QEMU the bus is then pcie.0, which takes no hot-plug.  The
-# scenario records what attach-device does and checks that a refused
-# attach leaves nothing behind.  The devices of the cgroup checks are
-# prepared through hostdevd, hot-plugged by the scenario with device_add
-# on a root port (what attach-device would do with a bus: QEMU opens the
-# nodes from inside the cgroup then) and detached through hostdevd
-# (detach-device: device_del by alias, release, give-back).  Devices on
-# QEMU's command line would not do: the paused guest never answers the
-# unplug request of a cold-plugged device, so device_del times out.
+# The devices of the cgroup checks are first prepared through hostdevd
+# (the ACL allows right after the prepare) and taken back with destroy
+# (denied again), then hot-plugged through hostdevd (attach-device: the
+# hostdev's guest <address> bus N puts it on QEMU's root port pci.N, and
+# QEMU opens the nodes from inside the cgroup, which the attach must have
+# allowed again) and detached through hostdevd (detach-device: device_del
+# by alias, release, give-back).  Devices on QEMU's command line would not
+# do: the paused guest never answers the unplug request of a cold-plugged
+# device, so device_del times out.  An attach-device without a guest
+# address goes to the q35 root bus pcie.0, which takes no hot-plug: QEMU
+# refuses it and hostdevd rolls it back (why the address matters).
 # shellcheck disable=SC2154 # q_pid, q_qmp: set by vm_qemu_start
 # shellcheck disable=SC2119 # vm_hd_start's arguments are optional
 set -euo pipefail
@@ -62,6 +63,16 @@ override() { cat "$VM_SYS/devices/$1/driver_override"; }
 # where: "cgroup root other" opens of PATH... from the domain's cgroup, the
 # root cgroup and a sibling cgroup.
 where() { echo "$(vm_open_in "$cg" "$@") | $(vm_open "$@") | $(vm_open_in "$other" "$@")"; }
+# parent_buses ADDR...: the name of the bus each device hangs on in QEMU.
+parent_buses() {
+    local a p buses=()
+    for a in "$@"; do
+        p=$(vm_qmp q qom-get "{\"path\": \"/machine/peripheral/$(vm_hd_alias "$a")\", \"property\": \"parent_bus\"}" 2>&1) || true
+        p=${p//\"/}
+        buses+=("${p##*/}")
+    done
+    echo "${buses[*]}"
+}
 # in_domain: the devices hostdevd has active in the domain.
 in_domain() {
     vm_hd_json "' '.join(sorted(d['address'] for x in r if x['name'] == '$domain' for d in x['devices']))" domains
@@ -81,46 +92,57 @@ rc=0
 vm_hdctl prepare "$domain" /tmp/$domain.xml || rc=$?
 vm_expect "prepare" "0 | $nic1 $nic2 | vfio-pci vfio-pci" \
     "$rc | $(in_domain) | $(vm_driver "$nic1") $(vm_driver "$nic2")"
-vm_node_copy "/dev/vfio/$g1" "$copy1"
-vm_node_copy "/dev/vfio/$g2" "$copy2"
-vm_fact "cgroup: device numbers of /dev/vfio/$g1, /dev/vfio/$g2, /dev/vfio/vfio" \
-    "$(stat -c '%Hr:%Lr' "/dev/vfio/$g1" "/dev/vfio/$g2" /dev/vfio/vfio | tr '\n' ' ')"
 vm_expect "assigned: the cgroup may open both group nodes and the container" "ok ok ok" \
     "$(vm_open_in "$cg" "/dev/vfio/$g1" "/dev/vfio/$g2" /dev/vfio/vfio)"
 
-vm_log "--- QEMU started inside the cgroup, both devices hot-plugged"
+vm_log "--- destroy before QEMU starts: the attach has to allow them again"
+rc=0
+out=$(vm_hdctl destroy --no-progress "$domain") || rc=$?
+echo "$out"
+vm_expect "destroy of the prepared pair: nic1 given back, nic2 stays, the domain empty" \
+    "0 | e1000e vfio-pci | []" "$rc | $(vm_driver "$nic1") $(vm_driver "$nic2") | [$(in_domain)]"
+vm_expect "denied: the cgroup gets EPERM for nic2's node and the container" "EPERM EPERM" \
+    "$(vm_open_in "$cg" "/dev/vfio/$g2" /dev/vfio/vfio)"
+
+vm_log "--- QEMU started inside the cgroup, both devices attached through hostdevd"
 t0=$(vm_now_ms)
-VM_QEMU_CGROUP=$cg vm_qemu_start q || { vm_expect "QEMU starts in the cgroup" up failed; vm_done; }
+# Empty root ports named as libvirt names the controllers of index 4 and 5.
+VM_QEMU_CGROUP=$cg vm_qemu_start q -device pcie-root-port,id=pci.4,chassis=5,bus=pcie.0 \
+    -device pcie-root-port,id=pci.5,chassis=6,bus=pcie.0 || { vm_expect "QEMU starts in the cgroup" up failed; vm_done; }
 vm_fact "cgroup: nested QEMU up after (ms)" "$(($(vm_now_ms) - t0))"
 vm_expect "QEMU runs in the cgroup" "0::/${cg#/sys/fs/cgroup/}" "$(cat "/proc/$q_pid/cgroup")"
 vm_expect "define QMP socket and pid" ok \
     "$(vm_hdctl define "$domain" --qmp "$q_qmp" --pid "$q_pid" >/dev/null && echo ok)"
-# What attach-device would do, on a root port: QEMU opens the group node
-# and the container from inside the cgroup.
-i=0
-for a in "$nic1" "$nic2"; do
-    vm_expect "device_add $a on rp$i" "{}" \
-        "$(vm_qmp q device_add "{\"driver\": \"vfio-pci\", \"host\": \"$a\", \"bus\": \"rp$i\", \"id\": \"$(vm_hd_alias "$a")\"}")"
-    i=$((i + 1))
-done
+# Guest addresses on bus 4 and 5: device_add on pci.4 and pci.5.  QEMU
+# opens the group nodes and the container from inside the cgroup.
+vm_hd_xml /tmp/$domain-attach.xml "$domain" "$nic1@4" "$nic2=no@5"
+t0=$(vm_now_ms)
+rc=0
+out=$(vm_hdctl attach-device "$domain" /tmp/$domain-attach.xml) || rc=$?
+echo "$out"
+vm_fact "cgroup: attach-device of nic1, nic2 on pci.4, pci.5 took (ms)" \
+    "$(($(vm_now_ms) - t0)) (status $rc${out:+: $out})"
+vm_expect "attach-device with guest addresses" "0 | $nic1 $nic2 | vfio-pci vfio-pci" \
+    "$rc | $(in_domain) | $(vm_driver "$nic1") $(vm_driver "$nic2")"
 vm_expect "QEMU opened both groups from inside the cgroup" 2 "$(vm_qemu_fds_on q '^/dev/vfio/[0-9]+$')"
+vm_expect "QEMU put them on the buses of pci.4 and pci.5" "pci.4 pci.5" "$(parent_buses "$nic1" "$nic2")"
+vm_node_copy "/dev/vfio/$g1" "$copy1"
+vm_node_copy "/dev/vfio/$g2" "$copy2"
+vm_fact "cgroup: device numbers of /dev/vfio/$g1, /dev/vfio/$g2, /dev/vfio/vfio" \
+    "$(stat -c '%Hr:%Lr' "/dev/vfio/$g1" "/dev/vfio/$g2" /dev/vfio/vfio | tr '\n' ' ')"
 r=$(vm_open_in "$cg" "/dev/vfio/$g1")
 vm_fact "cgroup: open of /dev/vfio/$g1 from the cgroup while QEMU holds it" "$r"
 vm_expect "held: the cgroup's open is refused by vfio, not by the ACL" EBUSY "$r"
 
-vm_log "--- attach-device through hostdevd (device_add without a bus)"
+vm_log "--- attach-device without a guest address: QEMU refuses pcie.0, rolled back"
 vm_hd_xml /tmp/$domain-mf.xml "$domain" "$VM_MF0" "$VM_MF1"
 rc=0
 out=$(vm_hdctl attach-device "$domain" /tmp/$domain-mf.xml) || rc=$?
 echo "$out"
-vm_fact "cgroup: attach-device to the q35 nested QEMU" "status $rc: $out"
-if [ "$rc" -eq 0 ]; then
-    vm_expect "QEMU took the pair" 3 "$(vm_qemu_fds_on q '^/dev/vfio/[0-9]+$')"
-    vm_expect "detach-device of the pair" ok \
-        "$(vm_hdctl detach-device "$domain" /tmp/$domain-mf.xml >/dev/null && echo ok)"
-else
-    vm_expect "a refused attach-device leaves QEMU as it was" 2 "$(vm_qemu_fds_on q '^/dev/vfio/[0-9]+$')"
-fi
+vm_fact "cgroup: attach-device without a guest address" "status $rc: $out"
+vm_expect "refused by QEMU: pcie.0 takes no hot-plug" "1 yes" \
+    "$rc $([[ $out == *"Bus 'pcie.0' does not support hotplugging"* ]] && echo yes || echo no)"
+vm_expect "a refused attach-device leaves QEMU as it was" 2 "$(vm_qemu_fds_on q '^/dev/vfio/[0-9]+$')"
 vm_expect "the pair is back on e1000e, untracked, overrides cleared" \
     "$(vm_native_drivers "$VM_MF0" "$VM_MF1") | $nic1 $nic2 | (null) (null)" \
     "$(vm_drivers "$VM_MF0" "$VM_MF1") | $(in_domain) | $(override "$VM_MF0") $(override "$VM_MF1")"
