@@ -946,6 +946,9 @@ hddOpDone(GObject *source, GAsyncResult *res, gpointer opaque)
     } else {
         hddSend(op->client, hddReply(ret, op->id));
     }
+    /* A group the operation left pending is watched from now. */
+    if (dmn->ops == 0)
+        hddSweepNow(dmn);
 }
 
 
@@ -1169,8 +1172,13 @@ hddDispatch(hddDaemon *dmn, hddClient *client, const char *command, JsonObject *
 
 /* The sweep: groups left pending (still held when their last device left,
  * or found so by the reconciliation of a restarted daemon) are given back
- * once free.  It waits while operations run, since they give back groups
+ * once free: at once when their release watch (hdd-watch.c) says so, and
+ * every HDD_SWEEP_FALLBACK_TICKS ticks anyway, a safety net for a watch
+ * that could not be set up.  Each tick also gives the watcher the pending
+ * list.  It waits while operations run, since they give back groups
  * themselves. */
+#define HDD_SWEEP_FALLBACK_TICKS 20
+
 static void
 hddSweepThread(GTask *task, gpointer source, gpointer data, GCancellable *cancel)
 {
@@ -1188,12 +1196,16 @@ hddSweepThread(GTask *task, gpointer source, gpointer data, GCancellable *cancel
 }
 
 
+static gboolean hddSweep(gpointer opaque);
+
 static void
 hddSweepDone(GObject *source, GAsyncResult *res, gpointer opaque)
 {
     hddDaemon *dmn = opaque;
 
     dmn->sweeping = FALSE;
+    /* The groups still pending get their watches now. */
+    hddSweep(dmn);
 }
 
 
@@ -1207,8 +1219,13 @@ hddSweep(gpointer opaque)
     if (dmn->sweeping || dmn->ops > 0)
         return G_SOURCE_CONTINUE;
     pending = hdManagerPendingGroups(dmn->mgr);
-    if (!pending || pending->len == 0)
+    if (dmn->watcher)
+        hddWatcherSync(dmn->watcher, pending);
+    if (pending->len == 0 ||
+        (!dmn->group_freed && dmn->sweep_ticks < HDD_SWEEP_FALLBACK_TICKS))
         return G_SOURCE_CONTINUE;
+    dmn->group_freed = FALSE;
+    dmn->sweep_ticks = 0;
     dmn->sweeping = TRUE;
     task = g_task_new(NULL, NULL, hddSweepDone, dmn);
     g_task_set_task_data(task, dmn, NULL);
@@ -1217,8 +1234,40 @@ hddSweep(gpointer opaque)
 }
 
 
+static gboolean
+hddSweepTick(gpointer opaque)
+{
+    hddDaemon *dmn = opaque;
+
+    dmn->sweep_ticks++;
+    return hddSweep(dmn);
+}
+
+
+/* A release watch found a pending group free. */
+static void
+hddGroupFreed(gpointer opaque)
+{
+    hddDaemon *dmn = opaque;
+
+    dmn->group_freed = TRUE;
+    hddSweep(dmn);
+}
+
+
 void
 hddStartSweeper(hddDaemon *dmn)
 {
-    g_timeout_add(dmn->config->sweep_ms, hddSweep, dmn);
+    dmn->watcher = hddWatcherNew(hdManagerGetHost(dmn->mgr), hddGroupFreed, dmn);
+    /* What the reconciliation left pending is tried at once. */
+    dmn->group_freed = TRUE;
+    hddSweep(dmn);
+    g_timeout_add(dmn->config->sweep_ms, hddSweepTick, dmn);
+}
+
+
+void
+hddSweepNow(hddDaemon *dmn)
+{
+    hddSweep(dmn);
 }

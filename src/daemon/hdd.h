@@ -48,6 +48,7 @@ typedef struct {
 } hddDomain;
 
 typedef struct _hddClient hddClient;
+typedef struct _hddWatcher hddWatcher;
 
 typedef struct {
     hddConfig *config;
@@ -57,6 +58,9 @@ typedef struct {
     GMainLoop *loop;
     guint ops;                /* commands running on workers */
     gboolean sweeping;
+    hddWatcher *watcher;      /* release watches of the pending groups */
+    gboolean group_freed;     /* a watch found its group free: give back now */
+    guint sweep_ticks;        /* since the last give-back attempt */
 } hddDaemon;
 
 /* hdd-server.c */
@@ -77,6 +81,15 @@ void hddDispatch(hddDaemon *dmn, hddClient *client, const char *command,
 gboolean hddDomainsLoad(hddDaemon *dmn, GError **error);
 void hddDomainFree(hddDomain *dom);
 void hddStartSweeper(hddDaemon *dmn);
+void hddSweepNow(hddDaemon *dmn);
+
+/* hdd-watch.c: one release watch per pending group, on a thread of its
+ * own; @func runs on the main context when one of them is free. */
+typedef void (*hddWatcherFreeFunc)(gpointer opaque);
+hddWatcher *hddWatcherNew(hdHost *host, hddWatcherFreeFunc func, gpointer opaque);
+void hddWatcherFree(hddWatcher *watcher);
+/* Watch exactly @groups (unsigned int), from now on. */
+void hddWatcherSync(hddWatcher *watcher, GArray *groups);
 
 /* Replies. */
 JsonNode *hddReply(JsonNode *ret, JsonNode *id);

@@ -250,6 +250,7 @@ main(int argc, char **argv)
     if (error)
         fprintf(stderr, "hostdevd: %s\n", error->message);
     hddServerStop();
+    hddWatcherFree(dmn.watcher);
     if (dmn.domains)
         g_hash_table_unref(dmn.domains);
     if (dmn.sec)

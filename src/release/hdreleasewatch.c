@@ -39,6 +39,7 @@ struct _hdReleaseWatch {
     char *proc_root;
     pid_t pid;                   /* 0: none, or it exited */
     guint poll_ms;
+    guint poll_min_ms;
     guint poll_max_ms;
     GMainContext *ctx;
     GSource *source;             /* NULL once free */
@@ -203,10 +204,13 @@ hdReleaseWatchDispatch(GSource *source, GSourceFunc callback, gpointer data)
     }
 
     if (hdReleaseWatchHeld(watch)) {
-        if (timer) {
-            watch->poll_ms = MIN(watch->poll_ms * 2, watch->poll_max_ms);
-            g_source_set_ready_time(source, now + (gint64)watch->poll_ms * 1000);
-        }
+        /* A close or QEMU's exit that leaves the group held: usually the
+         * kernel still releasing (EBUSY to the probe, with no event to
+         * tell its end), a matter of milliseconds to seconds; look often
+         * again rather than at the end of a long backoff. */
+        watch->poll_ms = timer ? MIN(watch->poll_ms * 2, watch->poll_max_ms) :
+            watch->poll_min_ms;
+        g_source_set_ready_time(source, now + (gint64)watch->poll_ms * 1000);
         return G_SOURCE_CONTINUE;
     }
 
@@ -298,6 +302,7 @@ hdReleaseWatchNewFull(const char *const *paths, hdHost *host, unsigned int group
     watch->proc_root = g_strdup(opts->proc_root ? opts->proc_root : HD_PROC_ROOT);
     watch->pid = opts->pid;
     watch->poll_ms = opts->poll_min_ms ? opts->poll_min_ms : HD_RELEASE_POLL_MIN_MS;
+    watch->poll_min_ms = watch->poll_ms;
     watch->poll_max_ms = MAX(watch->poll_ms,
                              opts->poll_max_ms ? opts->poll_max_ms : HD_RELEASE_POLL_MAX_MS);
     watch->ctx = g_main_context_ref(ctx ? ctx : g_main_context_default());

@@ -3,7 +3,7 @@
 """End to end: hostdevctl (and the Python client) against hostdevd on the
 simulated host.
 
-    test-daemon.py verbs|bad-input|protocol|restart
+    test-daemon.py verbs|bad-input|protocol|restart|pending
 
 Each case mounts its own simulated gpu16 host, runs its own hostdevd and,
 when needed, a stand-in QEMU (scripts/demo-qemu.py).  Needs root and
@@ -25,6 +25,7 @@ BUILD = os.environ.get("HD_BUILDDIR", "build")
 SIMHOST = os.environ.get("HD_SIMHOST", "")
 HOSTDEVD = os.path.join(BUILD, "src/daemon/hostdevd")
 HOSTDEVCTL = os.path.join(BUILD, "src/cli/hostdevctl")
+MGR_TOOL = os.path.join(BUILD, "tests/manager/mgr-tool")
 FAKE_QEMU = os.path.join(SRC, "scripts/demo-qemu.py")
 TOPOLOGY = os.path.join(SRC, "tests/sim/topologies/gpu16.json")
 sys.path.insert(0, os.path.join(SRC, "tools"))
@@ -521,8 +522,39 @@ def case_restart(env):
     check(other.poll() is None, "destroy leaves alone another process with the domain's pid")
 
 
+def case_pending(env):
+    """A pending group goes back as soon as it is free, not at the next sweep."""
+    slow = ("--sweep-ms", "60000")
+    env.start_daemon(*slow)
+    orig = env.drivers()
+    env.ctl("define", "guest")
+    env.ctl("prepare", "guest", env.write("g.xml", hostdev_xml([GPU, AUDIO], name="guest")))
+    link = os.readlink(os.path.join(env.root, "sys/bus/pci/devices", GPU, "iommu_group"))
+    holder = os.open(os.path.join(env.root, "dev/vfio", os.path.basename(link)), os.O_RDWR)
+
+    # The guest leaves while its group is held, with hostdevd stopped (the
+    # manager's tool takes the state meanwhile): the restarted daemon finds
+    # the group pending, and nothing of the guest's that could watch it.
+    env.daemon.terminate()
+    env.daemon.wait()
+    subprocess.run([MGR_TOOL, env.root, env.state, "release-domain", "guest"], check=True,
+                   capture_output=True)
+    env.start_daemon(*slow)
+    time.sleep(0.5)
+    check(env.driver(GPU) == "vfio-pci" and env.state_of(GPU)["state"] == "inactive",
+          "the held group waits on the inactive list")
+
+    start = time.monotonic()
+    os.close(holder)
+    # The sweep runs once a minute: only the group's release watch can do this.
+    wait_for(lambda: env.drivers() == orig, "the group given back once free", timeout=20)
+    check(True, f"given back {time.monotonic() - start:.2f} s after the holder let go")
+    check(env.violations() == 0, "no viability violation")
+
+
 def main():
-    if len(sys.argv) != 2 or sys.argv[1] not in ("verbs", "bad-input", "protocol", "restart"):
+    if len(sys.argv) != 2 or sys.argv[1] not in ("verbs", "bad-input", "protocol", "restart",
+                                                  "pending"):
         print(__doc__, file=sys.stderr)
         return 2
     if os.geteuid() != 0:

@@ -164,6 +164,54 @@ testCloseWakes(Fixture *f, gconstpointer data)
 }
 
 
+/* Iterate @ctx for @ms. */
+static void
+contextRunFor(GMainContext *ctx, guint ms)
+{
+    gint64 end = g_get_monotonic_time() + (gint64)ms * 1000;
+
+    while (g_get_monotonic_time() < end) {
+        while (g_main_context_iteration(ctx, FALSE))
+            ;
+        g_usleep(2000);
+    }
+}
+
+
+/* One of two holders closes: the event finds the file still held, as when
+ * the kernel is still releasing a group after its last close.  The watch
+ * starts polling often again (from poll_min_ms) instead of waiting out its
+ * long backoff. */
+static void
+testEventRestartsPolling(Fixture *f, gconstpointer data)
+{
+    hdReleaseWatchOptions opts = { .poll_min_ms = 20, .poll_max_ms = 3600000,
+                                   .flags = HD_RELEASE_WATCH_NO_PIDFD };
+    g_autoptr(hdReleaseWatch) watch = NULL;
+    g_autoptr(GError) error = NULL;
+    guint before;
+    int fd;
+
+    holderStart(f, FALSE);
+    /* After the fork: the holder must not inherit it. */
+    fd = open(f->path, O_RDWR | O_CLOEXEC);
+    g_assert_cmpint(fd, >=, 0);
+    watch = watchNew(f, &opts, NULL, NULL);
+    /* Polls at 20, 60, 140, 300, 620 and 1260 ms; the next at 2540. */
+    contextRunFor(f->ctx, 1500);
+    before = hdReleaseWatchChecks(watch);
+    holderRelease(f);
+    contextRunFor(f->ctx, 500);
+    /* The event's check, then polls 20, 60, 140 and 300 ms after it. */
+    g_assert_cmpuint(hdReleaseWatchChecks(watch) - before, >=, 4);
+    g_assert_false(hdReleaseWatchIsFree(watch));
+
+    close(fd);
+    g_assert_true(hdReleaseWatchWait(watch, 20000, &error));
+    g_assert_no_error(error);
+}
+
+
 /* The holder is killed: the pidfd wakes the watch (no inotify here). */
 static void
 testExitWakes(Fixture *f, gconstpointer data)
@@ -292,6 +340,7 @@ main(int argc, char **argv)
     ADD("/release/free-at-start", testFreeAtStart);
     ADD("/release/close-wakes", testCloseWakes);
     ADD("/release/exit-wakes", testExitWakes);
+    ADD("/release/event-restarts-polling", testEventRestartsPolling);
     ADD("/release/polling-alone", testPollingAlone);
     ADD("/release/timeout-names-holder", testTimeoutNamesHolder);
     ADD("/release/free-from-callback", testFreeFromCallback);
