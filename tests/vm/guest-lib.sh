@@ -349,12 +349,28 @@ vm_mgr_cleanup() {
         vm_mgr release-domain "$domain" >/dev/null 2>&1 || true
         vm_mgr_give_back_until 30 "$@" >/dev/null || true
     fi
+    vm_restore_native "$@"
+}
+
+# vm_restore_native ADDR...: put back on its native driver, with
+# driver_override cleared, each device that is not so (cleanups).
+vm_restore_native() {
+    local a
     for a in "$@"; do
         if [ "$(cat "$VM_SYS/devices/$a/driver_override")" != "(null)" ] ||
             [ "$(vm_driver "$a")" != "$(vm_native_driver "$a")" ]; then
-            vm_bind_native "$a" >/dev/null || echo "cleanup: cannot give $a back to $(vm_native_driver "$a")"
+            vm_bind_native "$a" >/dev/null ||
+                echo "cleanup: cannot give $a back to $(vm_native_driver "$a")"
         fi
     done
+}
+
+# vm_stop_pid PID: SIGTERM, SIGKILL after 5 s, reap; nothing for "".
+vm_stop_pid() {
+    [ -n "$1" ] || return 0
+    kill -TERM "$1" 2>/dev/null || true
+    vm_wait_gone "$1" 5 || kill -KILL "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
 }
 
 # vm_drivers ADDR...: "ADDR=DRIVER ..." (none when driverless).
@@ -574,12 +590,7 @@ vm_hd_cleanup() {
         done
     fi
     vm_hd_stop
-    for a in "$@"; do
-        if [ "$(cat "$VM_SYS/devices/$a/driver_override")" != "(null)" ] ||
-            [ "$(vm_driver "$a")" != "$(vm_native_driver "$a")" ]; then
-            vm_bind_native "$a" >/dev/null || echo "cleanup: cannot give $a back to $(vm_native_driver "$a")"
-        fi
-    done
+    vm_restore_native "$@"
 }
 
 # --- cgroup v2 device access ---

@@ -46,17 +46,9 @@ w_pid=
 d_pid=
 
 # shellcheck disable=SC2317 # called by the trap
-stop_pid() {
-    [ -n "$1" ] || return 0
-    kill -TERM "$1" 2>/dev/null || true
-    vm_wait_gone "$1" 5 || kill -KILL "$1" 2>/dev/null || true
-    wait "$1" 2>/dev/null || true
-}
-
-# shellcheck disable=SC2317 # called by the trap
 cleanup() {
-    stop_pid "$w_pid"
-    stop_pid "$d_pid"
+    vm_stop_pid "$w_pid"
+    vm_stop_pid "$d_pid"
     [ -z "$q_pid" ] || vm_qemu_stop q
     vm_hd_cleanup "$domain" "${all[@]}"
     rmdir "$cg" 2>/dev/null || true

@@ -28,17 +28,10 @@ h_pid=
 d_pid=
 bg_pid=
 
-stop_pid() {
-    [ -n "$1" ] || return 0
-    kill -TERM "$1" 2>/dev/null || true
-    vm_wait_gone "$1" 5 || kill -KILL "$1" 2>/dev/null || true
-    wait "$1" 2>/dev/null || true
-}
-
 # shellcheck disable=SC2317 # called by the trap
 cleanup() {
-    stop_pid "$h_pid"
-    stop_pid "$d_pid"
+    vm_stop_pid "$h_pid"
+    vm_stop_pid "$d_pid"
     [ -z "$bg_pid" ] || vm_wait_gone "$bg_pid" 20 || echo "cleanup: mgr-tool $bg_pid still running"
     vm_mgr_cleanup "$domain" "$VM_NIC1" "$VM_NIC2"
 }
@@ -133,7 +126,7 @@ else
         "state=$(awk '{print $3}' "/proc/$tool/stat" 2>/dev/null || echo '?') wchan=$(cat "/proc/$tool/wchan" 2>/dev/null || echo '?')"
 fi
 vm_fact "dmesg with only a device fd held" "$(vm_dmesg_since mh-devfd | tr '\n' '|')"
-stop_pid "$d_pid"
+vm_stop_pid "$d_pid"
 d_pid=
 if [ -n "$bg_pid" ]; then
     vm_wait_gone "$bg_pid" 20 || true
