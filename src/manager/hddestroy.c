@@ -298,7 +298,21 @@ hdDestroyJobFinish(hdDestroyJob *job, gboolean given_back, gint64 started, char 
 }
 
 
-static guint hdDestroyCountGiveBack(GPtrArray *tracked, unsigned int group);
+/* How many devices of @group wait to be given back. */
+static guint
+hdDestroyCountGiveBack(GPtrArray *tracked, unsigned int group)
+{
+    guint count = 0;
+    guint i;
+
+    for (i = 0; i < tracked->len; i++) {
+        hdDeviceInfo *info = g_ptr_array_index(tracked, i);
+
+        count += info->group == group && info->state == HD_DEVICE_INACTIVE && info->give_back;
+    }
+    return count;
+}
+
 
 /* Give the group back if it is free.  A group that has nothing left to
  * give back went home by another way (a give-back this destroy raced
@@ -369,22 +383,6 @@ hdDestroyJobRun(gpointer data, gpointer user_data)
                                   job->group, local->message);
     hdDestroyJobFinish(job, given_back, started, problem);
     hdDestroyRunUnref(job->run);
-}
-
-
-/* How many devices of @group wait to be given back. */
-static guint
-hdDestroyCountGiveBack(GPtrArray *tracked, unsigned int group)
-{
-    guint count = 0;
-    guint i;
-
-    for (i = 0; i < tracked->len; i++) {
-        hdDeviceInfo *info = g_ptr_array_index(tracked, i);
-
-        count += info->group == group && info->state == HD_DEVICE_INACTIVE && info->give_back;
-    }
-    return count;
 }
 
 
