@@ -17,14 +17,21 @@
 #include "hostdev/release.h"
 #include "hdd.h"
 
+/* What the main context calls; it may outlive the watcher (a notice
+ * queued on the main context when the watcher went), hence the count. */
+typedef struct {
+    gint refs;
+    hddWatcherFreeFunc func;    /* NULL once the watcher is gone */
+    gpointer opaque;
+} hddWatcherNotice;
+
 struct _hddWatcher {
     hdHost *host;
     GMainContext *ctx;          /* the watcher thread's */
     GMainLoop *loop;
     GThread *thread;
     GHashTable *watches;        /* group + 1 -> hddWatch; watcher thread only */
-    hddWatcherFreeFunc func;    /* called on the main context */
-    gpointer opaque;
+    hddWatcherNotice *notice;
 };
 
 typedef struct {
@@ -37,6 +44,14 @@ typedef struct {
     hddWatcher *watcher;
     GArray *groups;             /* unsigned int */
 } hddWatcherSyncData;
+
+
+static void
+hddWatcherNoticeUnref(hddWatcherNotice *notice)
+{
+    if (g_atomic_int_dec_and_test(&notice->refs))
+        g_free(notice);
+}
 
 
 static void
@@ -68,10 +83,26 @@ hddWatcherNew(hdHost *host, hddWatcherFreeFunc func, gpointer opaque)
     watcher->ctx = g_main_context_new();
     watcher->loop = g_main_loop_new(watcher->ctx, FALSE);
     watcher->watches = g_hash_table_new_full(NULL, NULL, NULL, (GDestroyNotify)hddWatchFree);
-    watcher->func = func;
-    watcher->opaque = opaque;
+    watcher->notice = g_new0(hddWatcherNotice, 1);
+    watcher->notice->refs = 1;
+    watcher->notice->func = func;
+    watcher->notice->opaque = opaque;
     watcher->thread = g_thread_new("hdd-watch", hddWatcherRun, watcher);
     return watcher;
+}
+
+
+/* Run @func on the watcher thread.  Always through a source:
+ * g_main_context_invoke() would run it in the caller while the thread has
+ * not started its loop yet. */
+static void
+hddWatcherRunOnThread(hddWatcher *watcher, GSourceFunc func, gpointer data,
+                      GDestroyNotify destroy)
+{
+    g_autoptr(GSource) idle = g_idle_source_new();
+
+    g_source_set_callback(idle, func, data, destroy);
+    g_source_attach(idle, watcher->ctx);
 }
 
 
@@ -88,25 +119,44 @@ hddWatcherFree(hddWatcher *watcher)
 {
     if (!watcher)
         return;
-    g_main_context_invoke(watcher->ctx, hddWatcherQuit, watcher->loop);
+    hddWatcherRunOnThread(watcher, hddWatcherQuit, watcher->loop, NULL);
     g_thread_join(watcher->thread);
     /* The thread is gone: nothing else touches the watches now. */
     g_hash_table_unref(watcher->watches);
     g_main_loop_unref(watcher->loop);
     g_main_context_unref(watcher->ctx);
     hdHostUnref(watcher->host);
+    /* Called on the main context, where notices run: none runs now. */
+    watcher->notice->func = NULL;
+    hddWatcherNoticeUnref(watcher->notice);
     g_free(watcher);
 }
 
 
 /* On the main context: a group is free. */
 static gboolean
-hddWatcherNotify(gpointer opaque)
+hddWatcherNoticeRun(gpointer opaque)
 {
-    hddWatcher *watcher = opaque;
+    hddWatcherNotice *notice = opaque;
 
-    watcher->func(watcher->opaque);
+    if (notice->func)
+        notice->func(notice->opaque);
     return G_SOURCE_REMOVE;
+}
+
+
+/* From the watcher thread: tell the main context that a group is free.
+ * Always through a source: g_main_context_invoke() would run it right
+ * here while the main loop is not running yet (or any more). */
+static void
+hddWatcherNotify(hddWatcher *watcher)
+{
+    g_autoptr(GSource) idle = g_idle_source_new();
+
+    g_atomic_int_inc(&watcher->notice->refs);
+    g_source_set_callback(idle, hddWatcherNoticeRun, watcher->notice,
+                          (GDestroyNotify)hddWatcherNoticeUnref);
+    g_source_attach(idle, NULL);
 }
 
 
@@ -120,7 +170,7 @@ hddWatchFreed(hdReleaseWatch *watch, gpointer opaque)
     /* Freed here, which release.h allows; a group still pending after the
      * give-back gets a new watch at the next sync. */
     g_hash_table_remove(watcher->watches, GUINT_TO_POINTER(entry->group + 1));
-    g_main_context_invoke(NULL, hddWatcherNotify, watcher);
+    hddWatcherNotify(watcher);
 }
 
 
@@ -143,7 +193,7 @@ hddWatcherAdd(hddWatcher *watcher, unsigned int group)
     }
     if (hdReleaseWatchIsFree(entry->watch)) {
         hddWatchFree(entry);
-        g_main_context_invoke(NULL, hddWatcherNotify, watcher);
+        hddWatcherNotify(watcher);
         return;
     }
     g_hash_table_insert(watcher->watches, GUINT_TO_POINTER(group + 1), entry);
@@ -205,6 +255,5 @@ hddWatcherSync(hddWatcher *watcher, GArray *groups)
 
     data->watcher = watcher;
     data->groups = g_array_ref(groups);
-    g_main_context_invoke_full(watcher->ctx, G_PRIORITY_DEFAULT, hddWatcherSyncOnThread, data,
-                               hddWatcherSyncDataFree);
+    hddWatcherRunOnThread(watcher, hddWatcherSyncOnThread, data, hddWatcherSyncDataFree);
 }
