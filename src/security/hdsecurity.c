@@ -672,20 +672,26 @@ hdSecRunPending(hdSecurityManager *sec, GError **error)
 }
 
 
-/* Whether @domain still has an active device (in @group, unless it is
- * HD_SEC_CONTAINER).  The manager is asked: events come after its changes. */
+/* Whether @tracked (hdManagerListTracked: the manager is asked, since
+ * events come after its changes) has a device of @group (any group for
+ * HD_SEC_CONTAINER), active in @domain unless that is NULL, and that is
+ * @addr unless that is NULL. */
 static gboolean
-hdSecDomainUses(hdSecurityManager *sec, const char *domain, unsigned int group)
+hdSecTrackedHas(GPtrArray *tracked, const char *domain, unsigned int group,
+                const hdPCIAddress *addr)
 {
-    g_autoptr(GPtrArray) tracked = hdManagerListTracked(sec->mgr);
     guint i;
 
     for (i = 0; i < tracked->len; i++) {
         const hdDeviceInfo *info = g_ptr_array_index(tracked, i);
 
-        if (info->state == HD_DEVICE_ACTIVE && g_strcmp0(info->domain, domain) == 0 &&
-            (group == HD_SEC_CONTAINER || info->group == group))
-            return TRUE;
+        if (info->state == HD_DEVICE_HOST ||
+            (group != HD_SEC_CONTAINER && info->group != group) ||
+            (domain && (info->state != HD_DEVICE_ACTIVE ||
+                        g_strcmp0(info->domain, domain) != 0)) ||
+            (addr && !hdPCIAddressEqual(&info->addr, addr)))
+            continue;
+        return TRUE;
     }
     return FALSE;
 }
@@ -705,8 +711,8 @@ static void
 hdSecReleased(hdSecurityManager *sec, const hdEvent *event)
 {
     g_autofree char *address = hdPCIAddressToString(&event->addr);
-    g_autoptr(hdDeviceInfo) info = hdManagerGetDevice(sec->mgr, &event->addr, NULL);
-    gboolean untracked = !info || info->state == HD_DEVICE_HOST;
+    g_autoptr(GPtrArray) tracked = hdManagerListTracked(sec->mgr);
+    gboolean untracked = !hdSecTrackedHas(tracked, NULL, event->group, &event->addr);
     gboolean changed = FALSE;
     g_autoptr(GError) local = NULL;
     guint i;
@@ -719,7 +725,7 @@ hdSecReleased(hdSecurityManager *sec, const hdEvent *event)
 
         if (g_strcmp0(rec->domain, event->domain) != 0)
             continue;
-        if (rec->kind == HD_SEC_ACL && !hdSecDomainUses(sec, event->domain, rec->group))
+        if (rec->kind == HD_SEC_ACL && !hdSecTrackedHas(tracked, event->domain, rec->group, NULL))
             hdSecMarkPending(rec, FALSE, &changed);
         else if (untracked && rec->kind != HD_SEC_ACL && rec->group == event->group &&
                  (!rec->address || g_strcmp0(rec->address, address) == 0))
@@ -785,41 +791,21 @@ hdSecurityManagerHandleEvent(hdManager *mgr, const hdEvent *event, gpointer opaq
 }
 
 
-/* Whether the manager still tracks a device of @group (any domain's, or
- * waiting on the inactive list for its group). */
+/* Whether @rec is still needed by the manager's state (@tracked).  ACLs go
+ * with the domain's last active device of the group; labels and VF
+ * settings once their device (a group node: every device of its group) is
+ * untracked. */
 static gboolean
-hdSecGroupTracked(hdSecurityManager *sec, unsigned int group)
+hdSecRecordNeeded(GPtrArray *tracked, const hdSecRecord *rec)
 {
-    g_autoptr(GPtrArray) tracked = hdManagerListTracked(sec->mgr);
-    guint i;
-
-    for (i = 0; i < tracked->len; i++) {
-        const hdDeviceInfo *info = g_ptr_array_index(tracked, i);
-
-        if (info->state != HD_DEVICE_HOST && info->group == group)
-            return TRUE;
-    }
-    return FALSE;
-}
-
-
-/* Whether @rec is still needed by the manager's state.  ACLs go with the
- * domain's last active device of the group; labels and VF settings once
- * their device (a group node: every device of its group) is untracked. */
-static gboolean
-hdSecRecordNeeded(hdSecurityManager *sec, const hdSecRecord *rec)
-{
-    g_autoptr(hdDeviceInfo) info = NULL;
     hdPCIAddress addr;
 
     if (rec->kind == HD_SEC_ACL)
-        return hdSecDomainUses(sec, rec->domain, rec->group);
+        return hdSecTrackedHas(tracked, rec->domain, rec->group, NULL);
     if (!rec->address)
-        return hdSecGroupTracked(sec, rec->group);
-    if (!hdPCIAddressParse(rec->address, &addr, NULL))
-        return FALSE;
-    info = hdManagerGetDevice(sec->mgr, &addr, NULL);
-    return info && info->state != HD_DEVICE_HOST;
+        return hdSecTrackedHas(tracked, NULL, rec->group, NULL);
+    return hdPCIAddressParse(rec->address, &addr, NULL) &&
+        hdSecTrackedHas(tracked, NULL, rec->group, &addr);
 }
 
 
@@ -832,6 +818,7 @@ hdSecRecordNeeded(hdSecurityManager *sec, const hdSecRecord *rec)
 static void
 hdSecReconcile(hdSecurityManager *sec)
 {
+    g_autoptr(GPtrArray) tracked = hdManagerListTracked(sec->mgr);
     gboolean changed = FALSE;
     g_autoptr(GError) local = NULL;
     guint i;
@@ -839,7 +826,7 @@ hdSecReconcile(hdSecurityManager *sec)
     for (i = 0; i < sec->records->len; i++) {
         hdSecRecord *rec = g_ptr_array_index(sec->records, i);
 
-        if (!rec->pending && !hdSecRecordNeeded(sec, rec))
+        if (!rec->pending && !hdSecRecordNeeded(tracked, rec))
             hdSecMarkPending(rec, rec->kind != HD_SEC_ACL, &changed);
     }
     if (changed && !hdSecSave(sec, &local))
