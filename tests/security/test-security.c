@@ -419,18 +419,12 @@ testMissedEvents(Fixture *f, gconstpointer data)
     g_assert_no_error(error);
     mgrtestAssertDriver(f->sim, NIC, "e1000e");
     g_clear_pointer(&f->mgr, hdManagerFree);
-    f->mgr = hdManagerOpen(f->host, f->state_dir, &error);
-    g_assert_no_error(error);
 
     /* The start restores the VF at once, with the real netlink backend
      * (the test's is set after the start): no such PF here. */
     g_test_expect_message("hostdev", G_LOG_LEVEL_WARNING, "*" TEST_PF "*");
-    f->sec = hdSecurityManagerNew(f->mgr, f->state_dir, &error);
-    g_assert_no_error(error);
+    testOpenSecurity(f);
     g_test_assert_expected_messages();
-    hdSecurityManagerSetReportFunc(f->sec, testReport, f);
-    hdSecurityManagerSetDevNumFunc(f->sec, testDevNum, NULL);
-    hdSecurityManagerSetVFNetBackend(f->sec, &testVFBackend, f);
     g_assert_cmpuint(hdSecurityManagerRetry(f->sec, &error), ==, 0);
     g_assert_no_error(error);
     applied = hdSecurityManagerListApplied(f->sec);
