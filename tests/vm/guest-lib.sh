@@ -275,16 +275,26 @@ vm_mgr_init() {
     [ -x "$VM_MGR_TOOL" ]
 }
 
-vm_mgr() {
-    local out rc=0 t0
+# vm_run_logged LOG NAME ARGS -- CMD...: run CMD; "$ NAME ARGS", its
+# status and time, and its output go to LOG; its output is printed and its
+# status returned.
+vm_run_logged() {
+    local log=$1 name=$2 out rc=0 t0 args=()
+    shift 2
+    while [ "$1" != -- ]; do args+=("$1"); shift; done
+    shift
     t0=$(vm_now_ms)
-    out=$("$VM_MGR_TOOL" / "$VM_MGR_STATE" "$@" 2>&1) || rc=$?
+    out=$("$@" 2>&1) || rc=$?
     {
-        echo "[$t0 ms] \$ mgr-tool $* -> status $rc after $(($(vm_now_ms) - t0)) ms"
+        echo "[$t0 ms] \$ $name ${args[*]} -> status $rc after $(($(vm_now_ms) - t0)) ms"
         [ -z "$out" ] || echo "$out"
-    } >>"$VM_MGR_LOG"
+    } >>"$log"
     [ -z "$out" ] || echo "$out"
     return "$rc"
+}
+
+vm_mgr() {
+    vm_run_logged "$VM_MGR_LOG" mgr-tool "$@" -- "$VM_MGR_TOOL" / "$VM_MGR_STATE" "$@"
 }
 
 # vm_mgr_xml FILE DOMAIN ADDR...: a libvirt <domain> with a managed PCI
@@ -520,15 +530,7 @@ vm_hd_stop() {
 }
 
 vm_hdctl() {
-    local out rc=0 t0
-    t0=$(vm_now_ms)
-    out=$("$VM_HOSTDEVCTL" --socket "$VM_HD_SOCK" "$@" 2>&1) || rc=$?
-    {
-        echo "[$t0 ms] \$ hostdevctl $* -> status $rc after $(($(vm_now_ms) - t0)) ms"
-        [ -z "$out" ] || echo "$out"
-    } >>"$VM_HD_CTL_LOG"
-    [ -z "$out" ] || echo "$out"
-    return "$rc"
+    vm_run_logged "$VM_HD_CTL_LOG" hostdevctl "$@" -- "$VM_HOSTDEVCTL" --socket "$VM_HD_SOCK" "$@"
 }
 
 # vm_hd_json EXPR ARGS...: hostdevctl --json ARGS, and the Python
