@@ -13,6 +13,7 @@ namespace, so a failed run leaves no mount behind.
 import ctypes
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -122,8 +123,8 @@ class Env:
     def client(self):
         return client_mod.HostdevClient(self.sock, timeout=60)
 
-    def ctl(self, *args, expect=0, **kw):
-        p = subprocess.run([HOSTDEVCTL, "--socket", self.sock, *args], capture_output=True,
+    def ctl(self, *args, expect=0, tool=HOSTDEVCTL, **kw):
+        p = subprocess.run([tool, "--socket", self.sock, *args], capture_output=True,
                            text=True, timeout=120, **kw)
         if expect is not None and p.returncode != expect:
             raise AssertionError(f"hostdevctl {' '.join(args)}: exit {p.returncode}, "
@@ -451,9 +452,13 @@ def case_protocol(env):
             os.setresgid(gid, gid, gid)
             os.setresuid(65534, 65534, 65534)
         return drop
-    env.ctl("status", preexec_fn=as_user(65534))
+    # A copy the other uid may run: the build directory may lie under one
+    # only root can enter (a clone in a mktemp -d directory).
+    ctl = shutil.copy(HOSTDEVCTL, os.path.join(env.work, "hostdevctl"))
+    os.chmod(ctl, 0o755)
+    env.ctl("status", tool=ctl, preexec_fn=as_user(65534))
     check(True, "a member of the group is served")
-    p = env.ctl("status", preexec_fn=as_user(65533), expect=3)
+    p = env.ctl("status", tool=ctl, preexec_fn=as_user(65533), expect=3)
     check("Permission denied" in p.stderr, "a client outside the group cannot connect: exit 3")
 
     # A second daemon on the same socket refuses to start.
