@@ -49,6 +49,10 @@ typedef struct {
     guint released;                  /* devices that left the domain */
     guint groups_given_back;
     guint groups_watched;            /* still held at the deadline */
+    /* Released devices still on the inactive list: their group has a member
+     * left in the guest, or is still held.  Unmanaged devices, which stay on
+     * vfio-pci as asked, are not counted. */
+    guint waiting;
     char *problem;                   /* why groups wait; NULL if none */
 } hdHotplugResult;
 

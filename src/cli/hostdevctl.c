@@ -613,12 +613,14 @@ hdcDetach(char **args)
     if (rc != HDC_EXIT_OK || hdcJson)
         return rc;
     obj = json_node_get_object(ret);
+    /* Devices, not groups: a device whose group still has a member in the
+     * guest waits too, though no group is pending. */
     printf(_("Device detached from domain %1$s: %2$" G_GINT64_FORMAT
              " released, %3$" G_GINT64_FORMAT " group(s) given back, %4$" G_GINT64_FORMAT
-             " waiting on the inactive list\n"), args[0],
+             " device(s) waiting on the inactive list\n"), args[0],
            json_object_get_int_member(obj, "released"),
            json_object_get_int_member(obj, "groups-given-back"),
-           json_object_get_int_member(obj, "groups-pending"));
+           json_object_get_int_member_with_default(obj, "devices-waiting", 0));
     if (hdcStr(obj, "problem"))
         printf(_("note: %1$s\n"), hdcStr(obj, "problem"));
     return rc;

@@ -752,6 +752,8 @@ hddWorkDetach(hddOp *op, GError **error)
     json_builder_add_int_value(b, result.groups_given_back);
     json_builder_set_member_name(b, "groups-pending");
     json_builder_add_int_value(b, result.groups_watched);
+    json_builder_set_member_name(b, "devices-waiting");
+    json_builder_add_int_value(b, result.waiting);
     json_builder_set_member_name(b, "problem");
     json_builder_add_string_value(b, result.problem);
     json_builder_end_object(b);

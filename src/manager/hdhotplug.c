@@ -453,6 +453,24 @@ hdHotplugGiveBackGroups(hdHotplug *hotplug, hdQmp *qmp, GHashTable *per_group,
 }
 
 
+/* How many of @addrs wait on the inactive list to be given back. */
+static guint
+hdHotplugCountWaiting(hdHotplug *hotplug, GArray *addrs)
+{
+    guint count = 0;
+    guint i;
+
+    for (i = 0; i < addrs->len; i++) {
+        g_autoptr(hdDeviceInfo) info = hdManagerGetDevice(hotplug->mgr,
+                                                          &g_array_index(addrs, hdPCIAddress, i),
+                                                          NULL);
+
+        count += info && info->state == HD_DEVICE_INACTIVE && info->give_back;
+    }
+    return count;
+}
+
+
 gboolean
 hdHotplugDetach(hdHotplug *hotplug, hdQmp *qmp, const char *domain, GPtrArray *hostdevs,
                 const hdHotplugOptions *opts, hdHotplugResult *result, GError **error)
@@ -526,6 +544,7 @@ hdHotplugDetach(hdHotplug *hotplug, hdQmp *qmp, const char *domain, GPtrArray *h
         }
         hdManagerRemoveEventHandler(hotplug->mgr, id);
         result->groups_given_back = g_hash_table_size(given_back);
+        result->waiting = hdHotplugCountWaiting(hotplug, addrs);
         if (!released)
             return FALSE;
     }

@@ -233,15 +233,18 @@ def case_verbs(env):
     time.sleep(0.3)
 
     # detach-device: the audio function waits on the inactive list
-    env.ctl("detach-device", "guest", env.write("audio.xml", hostdev_xml([AUDIO])))
+    out = env.ctl("detach-device", "guest", env.write("audio.xml", hostdev_xml([AUDIO]))).stdout
     check(env.driver(AUDIO) == "vfio-pci" and env.state_of(AUDIO)["state"] == "inactive",
           "detach-device of the audio function: it waits on the inactive list")
+    check("1 released, 0 group(s) given back, 1 device(s) waiting on the inactive list" in out,
+          "detach-device counts the device it left on the inactive list")
     # the GPU without an alias in the XML: the one recorded at prepare is used
     out = env.ctl("detach-device", "guest",
                   env.write("gpu.xml", hostdev_xml([GPU], aliases=False))).stdout
     check(env.driver(GPU) == "nvidia" and env.driver(AUDIO) == "snd_hda_intel",
           "detach-device of the GPU: the group is given back")
-    check("1 group(s) given back" in out, "detach-device says the group went back")
+    check("1 group(s) given back, 0 device(s) waiting" in out,
+          "detach-device says the group went back, nothing waits")
 
     # attach-device: hot-plug a whole group
     env.ctl("attach-device", "guest", env.write("att.xml", hostdev_xml([GPU, AUDIO],

@@ -239,6 +239,7 @@ testModern(Fixture *f, gconstpointer data)
     detachOk(f, NIC, "hostdev0");
     g_assert_cmpuint(f->result.released, ==, 1);
     g_assert_cmpuint(f->result.groups_given_back, ==, 1);
+    g_assert_cmpuint(f->result.waiting, ==, 0);
     g_assert_null(f->result.problem);
     assertGivenBackAfterClose(f, NIC, NIC_GROUP, "e1000e");
 }
@@ -361,6 +362,7 @@ testHeldPastDeadline(Fixture *f, gconstpointer data)
     g_assert_cmpuint(f->result.released, ==, 1);
     g_assert_cmpuint(f->result.groups_given_back, ==, 0);
     g_assert_cmpuint(f->result.groups_watched, ==, 1);
+    g_assert_cmpuint(f->result.waiting, ==, 1);
     g_assert_nonnull(strstr(f->result.problem, "group 3"));
     g_assert_nonnull(strstr(f->result.problem, "fake-qemu"));
     info = hdManagerGetDevice(f->mgr, &addr, NULL);
@@ -391,11 +393,14 @@ testGroupSiblings(Fixture *f, gconstpointer data)
     g_assert_cmpuint(f->result.released, ==, 1);
     g_assert_cmpuint(f->result.groups_given_back, ==, 0);
     g_assert_cmpuint(f->result.groups_watched, ==, 0);
+    /* No group is pending, yet the GPU waits on the inactive list. */
+    g_assert_cmpuint(f->result.waiting, ==, 1);
     mgrtestAssertDriver(f->sim, GPU, "vfio-pci");
     mgrtestAssertDriver(f->sim, GPU_AUDIO, "vfio-pci");
 
     detachOk(f, GPU_AUDIO, "hostdev1");
     g_assert_cmpuint(f->result.groups_given_back, ==, 1);
+    g_assert_cmpuint(f->result.waiting, ==, 0);
     assertGivenBackAfterClose(f, GPU, GPU_GROUP, "nvidia");
     assertGivenBackAfterClose(f, GPU_AUDIO, GPU_GROUP, "snd_hda_intel");
 }
