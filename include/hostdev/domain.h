@@ -2,8 +2,9 @@
  * domain.h: the parts of libvirt's domain XML that hostdev reads
  *
  * A whole <domain> (its <name>, every PCI <hostdev> and every
- * <interface type='hostdev'> in <devices>) or a single <hostdev>, as users
- * write them and as `virsh dumpxml` prints them.
+ * <interface type='hostdev'> in <devices>), or a single <hostdev> or
+ * <interface type='hostdev'>, as users write them, as `virsh dumpxml`
+ * prints them and as `virsh attach-device` takes them.
  * Elements hostdev does not handle are skipped with a note; wrong input is
  * an error naming the element and the value.
  *
@@ -44,7 +45,7 @@ void hdHostdevDefFree(hdHostdevDef *def);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(hdHostdevDef, hdHostdevDefFree)
 
 typedef struct {
-    char *name;           /* domain <name>, NULL for a lone <hostdev> */
+    char *name;           /* domain <name>, NULL for a lone device */
     GPtrArray *hostdevs;  /* hdHostdevDef *, owned, in document order */
     GPtrArray *notes;     /* char *: what was skipped and why */
 } hdDomainDef;

@@ -462,6 +462,23 @@ hdDomainDefParseLoneHostdev(hdDomainDef *def, const xmlNode *root, GError **erro
 }
 
 
+/* A lone <interface type='hostdev'>, as `virsh attach-device` takes it. */
+static gboolean
+hdDomainDefParseLoneInterface(hdDomainDef *def, const xmlNode *root, GError **error)
+{
+    g_autofree char *type = hdXMLGetProp(root, "type");
+
+    if (g_strcmp0(type, "hostdev") != 0) {
+        hdErrorSet(error, HD_ERROR_INVALID_ARG,
+                   _("unsupported <interface type='%1$s'> at line %2$ld: hostdev assigns "
+                     "only <interface type='hostdev'>"),
+                   type ? type : "", xmlGetLineNo(root));
+        return FALSE;
+    }
+    return hdDomainDefAddHostdev(def, root, TRUE, error);
+}
+
+
 static hdDomainDef *
 hdDomainDefParseDoc(xmlDoc *doc, GError **error)
 {
@@ -478,9 +495,13 @@ hdDomainDefParseDoc(xmlDoc *doc, GError **error)
     } else if (hdXMLNameIs(root, "hostdev")) {
         if (!hdDomainDefParseLoneHostdev(def, root, error))
             return NULL;
+    } else if (hdXMLNameIs(root, "interface")) {
+        if (!hdDomainDefParseLoneInterface(def, root, error))
+            return NULL;
     } else {
         hdErrorSet(error, HD_ERROR_INVALID_ARG,
-                   _("unexpected root element <%1$s>: expected <domain> or <hostdev>"),
+                   _("unexpected root element <%1$s>: expected <domain>, <hostdev> or "
+                     "<interface type='hostdev'>"),
                    (const char *)root->name);
         return NULL;
     }

@@ -122,6 +122,32 @@ testInterfaceHostdev(void)
 }
 
 
+/* A lone <interface type='hostdev'>, as `virsh attach-device` takes it. */
+static void
+testLoneInterface(void)
+{
+    const char *xml =
+        "<interface type='hostdev' managed='yes'>\n"
+        "  <source><address type='pci' domain='0' bus='3' slot='0x10' function='2'/></source>\n"
+        "  <mac address='52:54:00:6D:90:02'/><vlan><tag id='42'/></vlan>\n"
+        "</interface>";
+    g_autoptr(GError) error = NULL;
+    g_autoptr(hdDomainDef) def = hdDomainDefParseString(xml, strlen(xml), &error);
+    char buf[HD_PCI_ADDRESS_STRLEN];
+    hdHostdevDef *h;
+
+    g_assert_no_error(error);
+    g_assert_null(def->name);
+    g_assert_cmpuint(def->hostdevs->len, ==, 1);
+    h = g_ptr_array_index(def->hostdevs, 0);
+    g_assert_cmpstr(testAddr(h, buf), ==, "0000:03:10.2");
+    g_assert_true(h->managed);
+    g_assert_nonnull(h->net);
+    g_assert_cmpstr(h->net->mac, ==, "52:54:00:6d:90:02");
+    g_assert_cmpint(h->net->vlan, ==, 42);
+}
+
+
 typedef struct {
     const char *name;
     const char *xml;
@@ -140,6 +166,9 @@ static const testBadXML badCases[] = {
     { "empty-name", "<domain><name> </name></domain>", "invalid domain <name>" },
     { "slash-name", "<domain><name>../etc</name></domain>", "invalid domain <name> '../etc'" },
     { "usb-lone", "<hostdev mode='subsystem' type='usb'/>", "<hostdev type='usb'>" },
+    { "interface-lone-network", "<interface type='network'><source network='default'/>"
+      "</interface>", "unsupported <interface type='network'>" },
+    { "interface-lone-no-source", "<interface type='hostdev'/>", "has no <source><address" },
     { "no-type", "<hostdev mode='subsystem'/>", "has no 'type' attribute" },
     { "mode", "<hostdev mode='capabilities' type='pci'>" SOURCE("0", "1", "0", "0")
       "</hostdev>", "mode='capabilities'" },
@@ -268,6 +297,7 @@ main(int argc, char **argv)
     g_test_add_func("/domainxml/dumpxml", testDumpxml);
     g_test_add_func("/domainxml/lone-hostdev", testLoneHostdev);
     g_test_add_func("/domainxml/interface-hostdev", testInterfaceHostdev);
+    g_test_add_func("/domainxml/lone-interface", testLoneInterface);
     g_test_add_func("/domainxml/external-entity", testExternalEntityNotLoaded);
     g_test_add_func("/domainxml/too-large", testTooLarge);
     g_test_add_func("/domainxml/missing-file", testMissingFile);
