@@ -53,9 +53,14 @@ gboolean hdSecurityManagerSetDomain(hdSecurityManager *sec, const char *domain,
                                     const char *selinux_label, const char *cgroup_path,
                                     GError **error);
 
-/* The VF network settings of @def's <interface type='hostdev'> devices. */
-gboolean hdSecurityManagerSetDomainDef(hdSecurityManager *sec, const hdDomainDef *def,
-                                       GError **error);
+/* Start an assignment of @def's devices to @domain, before
+ * hdManagerPrepare(): the VF network settings of its <interface
+ * type='hostdev'> devices are kept for it, and the failure of an earlier
+ * assignment of @domain (hdSecurityManagerCheckDomain) is forgotten.
+ * @domain NULL: @def's <name>.  A <name> in @def must be @domain; only VF
+ * settings need a domain at all. */
+gboolean hdSecurityManagerSetDomainDef(hdSecurityManager *sec, const char *domain,
+                                       const hdDomainDef *def, GError **error);
 
 /* Forget a domain that has no device left: v2 cgroups lose hostdev's
  * device program.  Refused while the domain still has VFIO access. */

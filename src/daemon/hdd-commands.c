@@ -630,21 +630,49 @@ hddWorkNodeReset(hddOp *op, GError **error)
 }
 
 
+/* The host addresses of @def's devices. */
+static GArray *
+hddDefAddresses(const hdDomainDef *def)
+{
+    GArray *addrs = g_array_new(FALSE, FALSE, sizeof(hdPCIAddress));
+    guint i;
+
+    for (i = 0; i < def->hostdevs->len; i++) {
+        hdHostdevDef *hostdev = g_ptr_array_index(def->hostdevs, i);
+
+        g_array_append_val(addrs, hostdev->addr);
+    }
+    return addrs;
+}
+
+
+/* Undo an assignment that failed after the manager made it: @addrs leave
+ * @op's domain again (and their security set-up with them). */
+static void
+hddUndoAssign(hddOp *op, GArray *addrs)
+{
+    g_autoptr(GError) err = NULL;
+
+    if (addrs->len > 0 && !hdManagerRelease(op->dmn->mgr, op->domain, addrs, &err))
+        g_warning(_("domain %1$s: %2$s"), op->domain, err->message);
+}
+
+
 static JsonNode *
 hddWorkPrepare(hddOp *op, GError **error)
 {
     hdSecurityManager *sec = op->dmn->sec;
 
-    if (!hdSecurityManagerSetDomainDef(sec, op->def, error) ||
+    if (!hdSecurityManagerSetDomainDef(sec, op->domain, op->def, error) ||
         !hdManagerPrepare(op->dmn->mgr, op->domain, op->def->hostdevs,
                           op->whole_group ? HD_PREPARE_WHOLE_GROUP : 0, error))
         return NULL;
-    /* The guest must not start with half of its security set-up. */
+    /* The guest must not start with half of its security set-up.  Only
+     * this prepare's devices go: the domain may have had others before. */
     if (!hdSecurityManagerCheckDomain(sec, op->domain, error)) {
-        g_autoptr(GError) err = NULL;
+        g_autoptr(GArray) addrs = hddDefAddresses(op->def);
 
-        if (!hdManagerReleaseDomain(op->dmn->mgr, op->domain, &err))
-            g_warning(_("domain %1$s: %2$s"), op->domain, err->message);
+        hddUndoAssign(op, addrs);
         return NULL;
     }
     return NULL;
@@ -800,18 +828,14 @@ static JsonNode *
 hddWorkAttach(hddOp *op, GError **error)
 {
     hddMonitor mon = { 0 };
-    g_autoptr(GArray) undo = g_array_new(FALSE, FALSE, sizeof(hdPCIAddress));
+    g_autoptr(GArray) undo = NULL;
     guint i;
 
     /* Step 1: the host side, as for a guest that starts. */
-    if (!hdSecurityManagerSetDomainDef(op->dmn->sec, op->def, error) ||
+    if (!hdSecurityManagerSetDomainDef(op->dmn->sec, op->domain, op->def, error) ||
         !hdManagerPrepare(op->dmn->mgr, op->domain, op->def->hostdevs, 0, error))
         return NULL;
-    for (i = 0; i < op->def->hostdevs->len; i++) {
-        hdHostdevDef *hostdev = g_ptr_array_index(op->def->hostdevs, i);
-
-        g_array_append_val(undo, hostdev->addr);
-    }
+    undo = hddDefAddresses(op->def);
 
     /* Step 2: device_add each; the ones QEMU did not take are released. */
     if (!hdSecurityManagerCheckDomain(op->dmn->sec, op->domain, error) ||
@@ -829,12 +853,7 @@ hddWorkAttach(hddOp *op, GError **error)
 
  cleanup:
     hddMonitorClose(&mon);
-    if (undo->len > 0) {
-        g_autoptr(GError) err = NULL;
-
-        if (!hdManagerRelease(op->dmn->mgr, op->domain, undo, &err))
-            g_warning(_("domain %1$s: %2$s"), op->domain, err->message);
-    }
+    hddUndoAssign(op, undo);
     return NULL;
 }
 

@@ -929,20 +929,53 @@ hdSecurityManagerSetDomain(hdSecurityManager *sec, const char *domain,
 }
 
 
-gboolean
-hdSecurityManagerSetDomainDef(hdSecurityManager *sec, const hdDomainDef *def,
-                              GError **error)
+/* The first <interface type='hostdev'> of @def, or NULL. */
+static const hdHostdevDef *
+hdSecFirstNet(const hdDomainDef *def)
 {
+    guint i;
+
+    for (i = 0; i < def->hostdevs->len; i++) {
+        const hdHostdevDef *h = g_ptr_array_index(def->hostdevs, i);
+
+        if (h->net)
+            return h;
+    }
+    return NULL;
+}
+
+
+gboolean
+hdSecurityManagerSetDomainDef(hdSecurityManager *sec, const char *domain,
+                              const hdDomainDef *def, GError **error)
+{
+    const hdHostdevDef *first_net = hdSecFirstNet(def);
     hdSecDomain *dom;
     guint i;
 
-    if (!def->name) {
+    if (!domain)
+        domain = def->name;
+    if (def->name && g_strcmp0(def->name, domain) != 0) {
         hdErrorSet(error, HD_ERROR_INVALID_ARG,
-                   _("VF network settings need a <domain> with a <name>"));
+                   _("the XML describes domain '%1$s', not '%2$s'"), def->name, domain);
+        return FALSE;
+    }
+    /* Only VF settings are kept per domain: without any, a lone device
+     * needs no domain here. */
+    if (!domain && !first_net)
+        return TRUE;
+    if (!domain || !domain[0]) {
+        char buf[HD_PCI_ADDRESS_STRLEN];
+
+        hdErrorSet(error, HD_ERROR_INVALID_ARG,
+                   _("the MAC and VLAN of VF %1$s need the domain it is assigned to: "
+                     "none was given and the XML has no <domain><name>"),
+                   hdPCIAddressFormat(&first_net->addr, buf));
         return FALSE;
     }
     g_mutex_lock(&sec->lock);
-    dom = hdSecDomainGet(sec, def->name);
+    dom = hdSecDomainGet(sec, domain);
+    g_clear_error(&dom->failure);
     g_hash_table_remove_all(dom->nets);
     for (i = 0; i < def->hostdevs->len; i++) {
         const hdHostdevDef *h = g_ptr_array_index(def->hostdevs, i);

@@ -278,7 +278,7 @@ testConfigure(Fixture *f, const char *domain)
     g_assert_no_error(error);
     g_assert_true(hdSecurityManagerSetDomain(f->sec, domain, TEST_LABEL, f->cgroup, &error));
     g_assert_no_error(error);
-    g_assert_true(hdSecurityManagerSetDomainDef(f->sec, def, &error));
+    g_assert_true(hdSecurityManagerSetDomainDef(f->sec, domain, def, &error));
     g_assert_no_error(error);
     g_assert_true(hdManagerPrepare(f->mgr, domain, def->hostdevs, 0, &error));
     g_assert_no_error(error);
@@ -314,6 +314,21 @@ testGiveBackAll(Fixture *f)
         g_usleep(10 * 1000);
     }
     g_assert_not_reached();
+}
+
+
+/* @domain leaves, its groups go back, and nothing of it is left. */
+static void
+testReleaseAll(Fixture *f, const char *domain)
+{
+    g_autoptr(GError) error = NULL;
+
+    g_assert_true(hdManagerReleaseDomain(f->mgr, domain, &error));
+    g_assert_no_error(error);
+    testGiveBackAll(f);
+    testAssertNothingLeft(f);
+    g_assert_true(hdSecurityManagerForgetDomain(f->sec, domain, &error));
+    g_assert_no_error(error);
 }
 
 
@@ -499,8 +514,68 @@ testAssignFailure(Fixture *f, gconstpointer data)
     g_assert_no_error(error);
     testGiveBackAll(f);
     testAssertNothingLeft(f);
-    g_assert_true(hdSecurityManagerForgetDomain(f->sec, "vm1", &error));
+
+    /* The next assignment of the domain starts afresh: the failure of the
+     * one before is not its own. */
+    testConfigure(f, "vm1");
+    g_assert_true(hdSecurityManagerCheckDomain(f->sec, "vm1", &error));
     g_assert_no_error(error);
+    testReleaseAll(f, "vm1");
+}
+
+
+static hdDomainDef *
+testParse(const char *xml)
+{
+    g_autoptr(GError) error = NULL;
+    hdDomainDef *def = hdDomainDefParseString(xml, strlen(xml), &error);
+
+    g_assert_no_error(error);
+    return def;
+}
+
+
+/* A lone <hostdev> needs no domain; the VF settings of a lone <interface
+ * type='hostdev'> need the one the request is for, and only that. */
+static void
+testDomainDef(Fixture *f, gconstpointer data)
+{
+    g_autoptr(hdDomainDef) hostdev = testParse(
+        "<hostdev mode='subsystem' type='pci' managed='yes'><source>"
+        "<address domain='0' bus='1' slot='0' function='0'/></source></hostdev>");
+    g_autoptr(hdDomainDef) iface = testParse(
+        "<interface type='hostdev' managed='yes'><source>"
+        "<address type='pci' domain='0' bus='0' slot='0x19' function='0'/></source>"
+        "<mac address='52:54:00:aa:bb:cd'/></interface>");
+    g_autoptr(hdDomainDef) named = testParse("<domain><name>vm2</name></domain>");
+    g_autoptr(GError) error = NULL;
+
+    g_assert_true(hdSecurityManagerSetDomainDef(f->sec, NULL, hostdev, &error));
+    g_assert_no_error(error);
+    g_assert_true(hdSecurityManagerSetDomainDef(f->sec, "vm1", hostdev, &error));
+    g_assert_no_error(error);
+
+    g_assert_false(hdSecurityManagerSetDomainDef(f->sec, NULL, iface, &error));
+    g_assert_error(error, HD_ERROR, HD_ERROR_INVALID_ARG);
+    g_assert_nonnull(strstr(error->message, "VF " NIC));
+    g_clear_error(&error);
+
+    g_assert_false(hdSecurityManagerSetDomainDef(f->sec, "vm1", named, &error));
+    g_assert_error(error, HD_ERROR, HD_ERROR_INVALID_ARG);
+    g_clear_error(&error);
+
+    g_assert_true(hdSecurityManagerSetDomain(f->sec, "vm1", NULL, NULL, &error));
+    g_assert_no_error(error);
+    g_assert_true(hdSecurityManagerSetDomainDef(f->sec, "vm1", iface, &error));
+    g_assert_no_error(error);
+    g_assert_true(hdManagerPrepare(f->mgr, "vm1", iface->hostdevs, 0, &error));
+    g_assert_no_error(error);
+    g_assert_true(hdSecurityManagerCheckDomain(f->sec, "vm1", &error));
+    g_assert_no_error(error);
+    g_assert_cmpstr(f->vf.mac, ==, "52:54:00:aa:bb:cd");
+    g_assert_cmpint(f->vf.vlan, ==, 0);
+
+    testReleaseAll(f, "vm1");
 }
 
 
@@ -548,5 +623,6 @@ main(int argc, char **argv)
     ADD("/security/missed-events", testMissedEvents);
     ADD("/security/retry", testRetry);
     ADD("/security/assign-failure", testAssignFailure);
+    ADD("/security/domain-def", testDomainDef);
     return g_test_run();
 }
