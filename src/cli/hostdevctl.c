@@ -557,12 +557,36 @@ hdcUndefine(char **args)
 }
 
 
+/* What hostdevd skipped in the XML ("notes" of the reply), on stderr. */
+static void
+hdcPrintNotes(JsonNode *result)
+{
+    JsonObject *obj = result && JSON_NODE_HOLDS_OBJECT(result) ?
+                      json_node_get_object(result) : NULL;
+    JsonNode *notes = obj ? json_object_get_member(obj, "notes") : NULL;
+    JsonArray *arr;
+    guint i;
+
+    if (!notes || !JSON_NODE_HOLDS_ARRAY(notes))
+        return;
+    arr = json_node_get_array(notes);
+    for (i = 0; i < json_array_get_length(arr); i++) {
+        JsonNode *note = json_array_get_element(arr, i);
+
+        if (JSON_NODE_HOLDS_VALUE(note) && json_node_get_value_type(note) == G_TYPE_STRING)
+            hdcPrintError(_("note: %1$s"), json_node_get_string(note));
+    }
+}
+
+
 static hdcExit
 hdcXmlCommand(const char *command, char **args, JsonNode **ret)
 {
     g_autofree char *xml = NULL;
     g_autoptr(GError) error = NULL;
     g_autoptr(JsonNode) req = NULL;
+    g_autoptr(JsonNode) result = NULL;
+    hdcExit rc;
     gsize len;
 
     if (!g_file_get_contents(args[1], &xml, &len, &error)) {
@@ -577,7 +601,13 @@ hdcXmlCommand(const char *command, char **args, JsonNode **ret)
     req = hdcArgs("domain", args[0], "xml", xml, NULL);
     if (hdcOptWholeGroup)
         json_object_set_boolean_member(json_node_get_object(req), "whole-group", TRUE);
-    return hdcRun(command, g_steal_pointer(&req), NULL, NULL, ret);
+    if ((rc = hdcRun(command, g_steal_pointer(&req), NULL, NULL, &result)) != HDC_EXIT_OK)
+        return rc;
+    if (!hdcJson)
+        hdcPrintNotes(result);
+    if (ret)
+        *ret = g_steal_pointer(&result);
+    return rc;
 }
 
 

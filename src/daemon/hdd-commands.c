@@ -929,6 +929,27 @@ hddOpThread(GTask *task, gpointer source, gpointer data, GCancellable *cancel)
 }
 
 
+/* @ret (an object, or NULL for an empty one) with the member "notes". */
+static JsonNode *
+hddReplyNotes(JsonNode *ret, const hdDomainDef *def)
+{
+    g_autoptr(JsonArray) notes = json_array_sized_new(def->notes->len);
+    guint i;
+
+    if (!ret) {
+        ret = json_node_new(JSON_NODE_OBJECT);
+        json_node_take_object(ret, json_object_new());
+    } else if (!JSON_NODE_HOLDS_OBJECT(ret)) {
+        return ret;
+    }
+    for (i = 0; i < def->notes->len; i++)
+        json_array_add_string_element(notes, g_ptr_array_index(def->notes, i));
+    json_object_set_array_member(json_node_get_object(ret), "notes",
+                                 g_steal_pointer(&notes));
+    return ret;
+}
+
+
 /* Back on the main thread: the domain table learns the outcome, then the
  * client gets its reply. */
 static void
@@ -965,6 +986,8 @@ hddOpDone(GObject *source, GAsyncResult *res, gpointer opaque)
         g_info("%s", error->message);
         hddSend(op->client, hddErrorReply(error, op->id));
     } else {
+        if (op->def)
+            ret = hddReplyNotes(ret, op->def);
         hddSend(op->client, hddReply(ret, op->id));
     }
     /* A group the operation left pending is watched from now. */
@@ -995,10 +1018,33 @@ hddParseXML(JsonObject *args, GError **error)
     if (!def)
         return NULL;
     if (def->hostdevs->len == 0) {
-        hdErrorSet(error, HD_ERROR_INVALID_ARG, "%s", _("the XML has no PCI hostdev"));
+        /* What was skipped says why. */
+        if (def->notes->len > 0) {
+            g_autofree char *notes = NULL;
+
+            g_ptr_array_add(def->notes, NULL);
+            notes = g_strjoinv("; ", (char **)def->notes->pdata);
+            hdErrorSet(error, HD_ERROR_INVALID_ARG, _("the XML has no PCI hostdev: %1$s"),
+                       notes);
+        } else {
+            hdErrorSet(error, HD_ERROR_INVALID_ARG, "%s", _("the XML has no PCI hostdev"));
+        }
         return NULL;
     }
     return g_steal_pointer(&def);
+}
+
+
+/* What the XML parser skipped goes to the log when the operation starts,
+ * and into its reply (hddReplyNotes). */
+static void
+hddLogNotes(const char *command, const char *domain, const hdDomainDef *def)
+{
+    guint i;
+
+    for (i = 0; i < def->notes->len; i++)
+        g_warning(_("%1$s of domain %2$s: %3$s"), command, domain,
+                  (const char *)g_ptr_array_index(def->notes, i));
 }
 
 
@@ -1113,6 +1159,7 @@ hddDispatchOp(hddDaemon *dmn, hddClient *client, const char *command, JsonObject
         }
         if (!prepare && !hddFillAliases(dom, def, attach, error))
             return TRUE;
+        hddLogNotes(command, dom->name, def);
         op = hddOpNew(dmn, client, id,
                       prepare ? hddWorkPrepare : attach ? hddWorkAttach : hddWorkDetach);
         op->domain = g_strdup(dom->name);

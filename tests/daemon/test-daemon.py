@@ -3,7 +3,7 @@
 """End to end: hostdevctl (and the Python client) against hostdevd on the
 simulated host.
 
-    test-daemon.py verbs|bad-input|protocol|restart|pending
+    test-daemon.py verbs|bad-input|device-xml|protocol|restart|pending
 
 Each case mounts its own simulated gpu16 host, runs its own hostdevd and,
 when needed, a stand-in QEMU (scripts/demo-qemu.py).  Needs root and
@@ -36,6 +36,9 @@ GPU = "0000:11:00.0"
 AUDIO = "0000:11:00.1"
 GPU2 = "0000:12:00.0"
 AUDIO2 = "0000:12:00.1"
+PF = "0000:60:00.0"
+VF0 = "0000:60:10.0"
+VF1 = "0000:60:10.2"
 
 
 def skip(reason):
@@ -75,6 +78,25 @@ def hostdev_xml(addrs, name=None, aliases=True, guest_bus=None):
     if name is not None:
         out.append("</devices></domain>")
     return "\n".join(out)
+
+
+def source_of(addr):
+    d, b, sf = addr.split(":")
+    s, f = sf.split(".")
+    return (f"<source><address type='pci' domain='0x{d}' bus='0x{b}' slot='0x{s}' "
+            f"function='0x{f}'/></source>")
+
+
+def interface_xml(addr, mac=None, vlan=None):
+    """An SR-IOV VF as <interface type='hostdev'>, with its MAC and VLAN."""
+    mac_xml = f"<mac address='{mac}'/>" if mac else ""
+    vlan_xml = f"<vlan><tag id='{vlan}'/></vlan>" if vlan is not None else ""
+    return (f"<interface type='hostdev' managed='yes'>{source_of(addr)}{mac_xml}{vlan_xml}"
+            f"<alias name='{alias_of(addr)}'/></interface>")
+
+
+def domain_xml(name, *devices):
+    return f"<domain><name>{name}</name><devices>{''.join(devices)}</devices></domain>"
 
 
 def alias_of(addr):
@@ -136,6 +158,17 @@ class Env:
         with open(path, "w") as f:
             f.write(text)
         return path
+
+    def state_json(self, name):
+        """A file of hostdevd's state directory, None if there is none."""
+        try:
+            with open(os.path.join(self.state, name)) as f:
+                return json.load(f)
+        except FileNotFoundError:
+            return None
+
+    def security_records(self):
+        return (self.state_json("security.json") or {"records": []})["records"]
 
     def sim_state(self):
         with open(os.path.join(self.root, ".sim/state")) as f:
@@ -379,6 +412,103 @@ def case_bad_input(env):
     check(env.violations() == 0, "no viability violation")
 
 
+def case_device_xml(env):
+    """Device XML as virsh takes it; a failed prepare leaves nothing behind;
+    what the parser skipped is said, not lost."""
+    env.start_daemon()
+    orig = env.drivers()
+
+    def start_guest():
+        """A QEMU with no device yet, which destroy ends."""
+        qemu, qmp = env.start_qemu([])
+        env.ctl("define", "guest", "--qmp", qmp, "--pid", str(qemu.pid))
+
+    start_guest()
+
+    # A lone <hostdev> (no <domain> around it) for prepare and
+    # attach-device, as docs/protocol.rst and `virsh attach-device` have it.
+    env.ctl("prepare", "guest", env.write("vf0.xml", hostdev_xml([VF0])))
+    check(env.state_of(VF0)["domain"] == "guest", "prepare takes a lone <hostdev>")
+    env.ctl("attach-device", "guest", env.write("vf1.xml", hostdev_xml([VF1])))
+    check(env.state_of(VF1)["domain"] == "guest", "attach-device takes a lone <hostdev>")
+    env.ctl("destroy", "guest")
+    check(env.drivers() == orig, "both VFs given back")
+    start_guest()
+
+    # A lone <interface type='hostdev'> needs no <domain> either: the
+    # request names the domain.  With the PF away from its driver the VF
+    # has no PF interface to set its MAC on: the error says exactly that.
+    env.ctl("nodedev-detach", PF)
+    p = env.ctl("prepare", "guest",
+                env.write("if.xml", interface_xml(VF1, mac="52:54:00:aa:bb:01", vlan=7)),
+                expect=None)
+    check(p.returncode != 0 and "no network interface" in p.stderr
+          and "<name>" not in p.stderr,
+          "a lone <interface type='hostdev'>: the real reason it fails, no <name> asked for")
+
+    # Finding 9: a failed prepare leaves no residue.  The guest already has
+    # a GPU; a prepare with a VF interface fails on the VF ...
+    env.ctl("prepare", "guest",
+            env.write("g.xml", domain_xml("guest", hostdev_xml([GPU, AUDIO]))))
+    before_sec = env.security_records()
+    before_doms = env.state_json("hostdevd-domains.json")
+    bad = env.write("bad.xml", domain_xml("guest", hostdev_xml([GPU2, AUDIO2]),
+                                          interface_xml(VF0, mac="52:54:00:aa:bb:02")))
+    env.ctl("prepare", "guest", bad, expect=None)
+    check(env.state_of(GPU)["domain"] == "guest" and env.state_of(AUDIO)["domain"] == "guest",
+          "a failed prepare keeps the devices the domain had before")
+    check(all(env.driver(a) == orig[a] for a in (GPU2, AUDIO2, VF0)),
+          "a failed prepare gives its own devices back")
+    check(env.security_records() == before_sec == [],
+          "a failed prepare leaves no security record")
+    check(env.state_json("hostdevd-domains.json") == before_doms,
+          "a failed prepare leaves the domain's definition (aliases) as it was")
+    status = json.loads(env.ctl("--json", "status").stdout)
+    check(status["security-pending"] == [] and status["pending-groups"] == [],
+          "a failed prepare leaves nothing pending")
+    # ... and the next prepare of the domain, without the interface, works.
+    env.ctl("prepare", "guest", env.write("ok.xml", domain_xml("guest",
+                                                                hostdev_xml([GPU2, AUDIO2]))))
+    check(env.state_of(GPU2)["domain"] == "guest",
+          "after a failed prepare, a prepare without the VF succeeds")
+    env.ctl("attach-device", "guest", env.write("vf1b.xml", hostdev_xml([VF1])))
+    check(env.state_of(VF1)["domain"] == "guest", "... and so does an attach-device")
+    env.ctl("destroy", "guest")
+    env.ctl("nodedev-reattach", PF)
+    check(env.drivers() == orig, "everything given back")
+    start_guest()
+
+    # Finding 10: notes.  A USB hostdev is skipped: the CLI says so, the
+    # reply carries it, the daemon logs it.
+    usb = ("<hostdev mode='subsystem' type='usb' managed='yes'><source>"
+           "<vendor id='0x046d'/><product id='0xc52b'/></source></hostdev>")
+    xml = env.write("usb.xml", domain_xml("guest", usb, hostdev_xml([VF0])))
+    p = env.ctl("prepare", "guest", xml)
+    check("note: line 1: <hostdev type='usb'> skipped" in p.stderr,
+          "hostdevctl prints the note of a skipped USB hostdev")
+    check("<hostdev type='usb'> skipped" in open(env.log).read(),
+          "hostdevd logs the note")
+    env.ctl("destroy", "guest")
+    ret = json.loads(env.ctl("--json", "prepare", "guest", xml).stdout)
+    check(any("<hostdev type='usb'> skipped" in n for n in ret["notes"]),
+          "the reply of prepare carries the note")
+    env.ctl("destroy", "guest")
+    start_guest()
+    ret = json.loads(env.ctl("--json", "attach-device", "guest", xml).stdout)
+    check(any("<hostdev type='usb'> skipped" in n for n in ret["notes"]),
+          "the reply of attach-device carries the note")
+    ret = json.loads(env.ctl("--json", "detach-device", "guest", xml).stdout)
+    check(any("<hostdev type='usb'> skipped" in n for n in ret["notes"]),
+          "the reply of detach-device carries the note")
+    p = env.ctl("prepare", "guest", env.write("usb-only.xml", domain_xml("guest", usb)),
+                expect=4)
+    check("no PCI hostdev" in p.stderr and "<hostdev type='usb'> skipped" in p.stderr,
+          "a domain with only a USB hostdev: the error says why")
+    env.ctl("destroy", "guest")
+    check(env.drivers() == orig, "every device home")
+    check(env.violations() == 0, "no viability violation")
+
+
 def case_protocol(env):
     """The protocol itself, through the Python client of docs/protocol.rst."""
     env.start_daemon()
@@ -561,8 +691,8 @@ def case_pending(env):
 
 
 def main():
-    if len(sys.argv) != 2 or sys.argv[1] not in ("verbs", "bad-input", "protocol", "restart",
-                                                  "pending"):
+    if len(sys.argv) != 2 or sys.argv[1] not in ("verbs", "bad-input", "device-xml", "protocol",
+                                                  "restart", "pending"):
         print(__doc__, file=sys.stderr)
         return 2
     if os.geteuid() != 0:
