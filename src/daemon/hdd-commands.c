@@ -113,6 +113,7 @@ hddDomainsSave(hddDaemon *dmn)
 {
     g_autoptr(JsonBuilder) b = json_builder_new();
     g_autoptr(JsonGenerator) gen = json_generator_new();
+    g_autoptr(JsonNode) root = NULL;
     g_autoptr(GError) error = NULL;
     g_autofree char *path = g_build_filename(dmn->config->state_dir, HDD_DOMAINS_FILE, NULL);
     g_autofree char *text = NULL;
@@ -139,7 +140,9 @@ hddDomainsSave(hddDaemon *dmn)
         json_builder_end_object(b);
     }
     json_builder_end_array(b);
-    json_generator_set_root(gen, json_builder_get_root(b));
+    /* The generator keeps a copy of the root. */
+    root = json_builder_get_root(b);
+    json_generator_set_root(gen, root);
     json_generator_set_pretty(gen, TRUE);
     text = json_generator_to_data(gen, NULL);
     if (!g_file_set_contents(path, text, -1, &error))
