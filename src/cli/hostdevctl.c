@@ -66,6 +66,88 @@ hdcExitForClass(const char *klass)
 }
 
 
+/* What hostdevd sends is printed to a terminal: a control character in a
+ * name, path or message (ESC, CR, the C1 CSI...) could move the cursor or
+ * rewrite what the user sees.  Human output shows them escaped: "\x1b",
+ * "\u009b"; invalid UTF-8 becomes U+FFFD. */
+static char *
+hdcPrintable(const char *s)
+{
+    g_autofree char *valid = g_utf8_make_valid(s, -1);
+    GString *out = g_string_sized_new(strlen(valid));
+    const char *p;
+
+    for (p = valid; *p; p = g_utf8_next_char(p)) {
+        gunichar c = g_utf8_get_char(p);
+
+        if (c < 0x20 || c == 0x7f)
+            g_string_append_printf(out, "\\x%02x", (unsigned int)c);
+        else if (c >= 0x80 && c <= 0x9f)
+            g_string_append_printf(out, "\\u%04x", (unsigned int)c);
+        else
+            g_string_append_unichar(out, c);
+    }
+    return g_string_free(out, FALSE);
+}
+
+
+/* Every string value in @node made printable (hdcPrintable). */
+static void
+hdcMakePrintable(JsonNode *node)
+{
+    if (JSON_NODE_HOLDS_OBJECT(node)) {
+        JsonObjectIter iter;
+        JsonNode *member;
+
+        json_object_iter_init(&iter, json_node_get_object(node));
+        while (json_object_iter_next(&iter, NULL, &member))
+            hdcMakePrintable(member);
+    } else if (JSON_NODE_HOLDS_ARRAY(node)) {
+        JsonArray *arr = json_node_get_array(node);
+        guint i;
+
+        for (i = 0; i < json_array_get_length(arr); i++)
+            hdcMakePrintable(json_array_get_element(arr, i));
+    } else if (JSON_NODE_HOLDS_VALUE(node) && json_node_get_value_type(node) == G_TYPE_STRING) {
+        g_autofree char *printable = hdcPrintable(json_node_get_string(node));
+
+        json_node_set_string(node, printable);
+    }
+}
+
+
+/* @node as JSON text for a terminal.  json-glib escapes C0 controls and
+ * DEL in strings but writes C1 controls (U+0080-U+009F) as they are, which
+ * some terminals obey: escaped too (bytes C2 80-9F occur only inside
+ * strings). */
+static char *
+hdcJsonText(JsonNode *node, gboolean pretty)
+{
+    g_autofree char *text = json_to_string(node, pretty);
+    GString *out = g_string_sized_new(strlen(text) + 1);
+    const char *p;
+
+    for (p = text; *p; p++) {
+        if ((guchar)p[0] == 0xc2 && (guchar)p[1] >= 0x80 && (guchar)p[1] <= 0x9f) {
+            g_string_append_printf(out, "\\u%04x", (unsigned int)(guchar)p[1]);
+            p++;
+        } else {
+            g_string_append_c(out, *p);
+        }
+    }
+    return g_string_free(out, FALSE);
+}
+
+
+static void
+hdcPrintJson(JsonNode *node, gboolean pretty)
+{
+    g_autofree char *text = hdcJsonText(node, pretty);
+
+    printf("%s\n", text);
+}
+
+
 /* One message (a line) from the daemon; NULL at the end or on error. */
 static JsonNode *
 hdcRead(hdcConn *conn, GError **error)
@@ -89,7 +171,10 @@ hdcRead(hdcConn *conn, GError **error)
                             _("hostdevd sent something that is not a JSON object"));
                 return NULL;
             }
-            return json_node_copy(root);
+            root = json_node_copy(root);
+            if (!hdcJson)
+                hdcMakePrintable(root);
+            return root;
         }
         if (conn->buf->len > HDC_MAX_LINE) {
             g_set_error(error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA, "%s",
@@ -143,12 +228,15 @@ static void
 hdcPrintError(const char *fmt, ...)
 {
     g_autofree char *msg = NULL;
+    g_autofree char *printable = NULL;
     va_list ap;
 
     va_start(ap, fmt);
     msg = g_strdup_vprintf(fmt, ap);
     va_end(ap);
-    fprintf(stderr, "hostdevctl: %s\n", msg);
+    /* Also with --json, whose messages from the daemon are as sent. */
+    printable = hdcPrintable(msg);
+    fprintf(stderr, "hostdevctl: %s\n", printable);
 }
 
 
@@ -211,11 +299,8 @@ hdcCommand(hdcConn *conn, const char *command, JsonNode *args, hdcEventFunc func
             const char *desc = err ? json_object_get_string_member_with_default(err, "desc", "")
                                    : "";
 
-            if (hdcJson) {
-                g_autofree char *out = json_to_string(msg, TRUE);
-
-                printf("%s\n", out);
-            }
+            if (hdcJson)
+                hdcPrintJson(msg, TRUE);
             hdcPrintError(_("%1$s: %2$s"), command, desc);
             return hdcExitForClass(klass);
         }
@@ -299,9 +384,11 @@ hdcRun(const char *command, JsonNode *args, hdcEventFunc func, gpointer opaque,
         rc = hdcCommand(&conn, command, g_steal_pointer(&owned_args), func, opaque, &result);
     hdcDisconnect(&conn);
     if (rc == HDC_EXIT_OK && hdcJson) {
-        g_autofree char *out = result ? json_to_string(result, TRUE) : g_strdup("{}");
+        g_autoptr(JsonObject) empty = json_object_new();
 
-        printf("%s\n", out);
+        if (!result)
+            result = json_node_init_object(json_node_alloc(), empty);
+        hdcPrintJson(result, TRUE);
     }
     if (ret)
         *ret = g_steal_pointer(&result);
@@ -744,12 +831,11 @@ hdcPrintEvent(JsonObject *event)
 
     if (hdcJson) {
         json_node_set_object(node, event);
-        text = json_to_string(node, FALSE);
-        printf("%s\n", text);
+        hdcPrintJson(node, FALSE);
     } else {
         if (data) {
             json_node_set_object(node, data);
-            text = json_to_string(node, FALSE);
+            text = hdcJsonText(node, FALSE);
         }
         printf("%.12s %s %s\n", stamp, hdcStr(event, "event"), text ? text : "{}");
     }

@@ -198,6 +198,26 @@ hdHostdevParseGuestAddress(const xmlNode *node, hdPCIAddress **guest, GError **e
 }
 
 
+/* A name taken from the document (<name>, an alias) is text: a control
+ * character would reach logs, replies and terminals. */
+static gboolean
+hdXMLCheckText(const xmlNode *node, const char *what, const char *value, GError **error)
+{
+    gunichar bad;
+
+    if (hdStringIsText(value, -1, FALSE, &bad))
+        return TRUE;
+    if (bad == (gunichar)-1)
+        hdErrorSet(error, HD_ERROR_INVALID_ARG, _("%1$s at line %2$ld is not valid UTF-8"),
+                   what, xmlGetLineNo(node));
+    else
+        hdErrorSet(error, HD_ERROR_INVALID_ARG,
+                   _("%1$s at line %2$ld contains the control character U+%3$04X"),
+                   what, xmlGetLineNo(node), (unsigned int)bad);
+    return FALSE;
+}
+
+
 static void
 hdDomainDefAddNote(hdDomainDef *def, const xmlNode *node, const char *what)
 {
@@ -337,8 +357,10 @@ hdHostdevDefParseNode(hdDomainDef *def, const xmlNode *node, gboolean interface,
             return NULL;
     }
 
-    if ((alias = hdXMLFirstChild(node, "alias")))
-        hostdev->alias = hdXMLGetProp(alias, "name");
+    if ((alias = hdXMLFirstChild(node, "alias")) &&
+        (hostdev->alias = hdXMLGetProp(alias, "name")) &&
+        !hdXMLCheckText(alias, "<alias name=.../>", hostdev->alias, error))
+        return NULL;
     hdHostdevNoteUnhandledChildren(def, node, interface);
     return g_steal_pointer(&hostdev);
 }
@@ -432,7 +454,9 @@ hdDomainDefParseDomain(hdDomainDef *def, const xmlNode *root, GError **error)
     content = xmlNodeGetContent(name);
     def->name = g_strstrip(g_strdup((const char *)content));
     xmlFree(content);
-    if (!def->name[0] || !g_utf8_validate(def->name, -1, NULL) || strchr(def->name, '/')) {
+    if (!hdXMLCheckText(name, "<name>", def->name, error))
+        return FALSE;
+    if (!def->name[0] || strchr(def->name, '/')) {
         hdErrorSet(error, HD_ERROR_INVALID_ARG,
                    _("invalid domain <name> '%1$s' at line %2$ld"), def->name,
                    xmlGetLineNo(name));

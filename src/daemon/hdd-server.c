@@ -329,7 +329,7 @@ hddClientRequest(hddClient *client, const char *line, gsize len)
     JsonNode *id;
 
     if (!hddRequestParse(line, len, &req, &error)) {
-        hddSend(client, hddErrorReplyClass("GenericError", error->message, req.id));
+        hddSend(client, hddErrorReplyClass(req.error_class, error->message, req.id));
         return;
     }
     command = req.command;
@@ -406,7 +406,7 @@ hddClientReadDone(GObject *source, GAsyncResult *res, gpointer opaque)
                                                (unsigned int)HDD_MAX_REQUEST_SIZE);
 
         g_warning(_("client %1$u (pid %2$d): %3$s"), client->serial, (int)client->pid, msg);
-        hddSend(client, hddErrorReplyClass("GenericError", msg, NULL));
+        hddSend(client, hddErrorReplyClass("LimitExceeded", msg, NULL));
         client->close_after_flush = TRUE;
         g_byte_array_set_size(client->inbuf, 0);
     }

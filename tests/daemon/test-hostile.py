@@ -140,6 +140,197 @@ def domain_names(env):
 
 # ---------------------------------------------------------------- classes
 
+def hostile_request_size(env):
+    """Finding 1: an array nested 100,000 deep killed hostdevd (json-glib's
+    parser recurses per level), before any handshake.  The size and the
+    nesting depth of a request are checked before a parser sees it:
+    LimitExceeded, and the connection stays usable; a line over the size
+    limit cannot be resynchronized and ends the connection."""
+    env.start_daemon()
+    deep = b'{"execute": "query-status", "id": ' + b"[" * 100000 + b"]" * 100000 + b"}\n"
+    c = Raw(env, negotiate=False)
+    check_reply(c.request(deep), "LimitExceeded", "an array 100,000 deep before the handshake")
+    check_reply(c.request({"execute": "qmp_capabilities"}), None,
+                "... the connection stays usable")
+    for opener, closer in ((b"[", b"]"), (b'{"a":', b"}")):
+        line = (b'{"execute": "query-status", "arguments": {"x": ' + opener * 5000 + b"1"
+                + closer * 5000 + b"}}\n")
+        check_reply(c.request(line), "LimitExceeded",
+                    f"{opener.decode()} nested 5,000 deep in the arguments")
+    ok_id = json.loads("[" * (MAX_DEPTH - 1) + "]" * (MAX_DEPTH - 1))
+    reply = c.request({"execute": "query-status", "id": ok_id})
+    check_reply(reply, None, f"a request {MAX_DEPTH} levels deep is served")
+    check(reply["id"] == ok_id, "... and its id comes back")
+    check_reply(c.request({"execute": "query-status", "id": [ok_id]}), "LimitExceeded",
+                f"{MAX_DEPTH + 1} levels: refused")
+    # Brackets inside strings do not count.
+    check_reply(c.request({"execute": "define-domain",
+                           "arguments": {"name": "[" * 100, "qmp": "/{" * 100}}), None,
+                "brackets inside strings are not nesting")
+    c.close()
+
+    c = Raw(env)
+    try:
+        c.send(b'{"execute": "query-status", "id": "' + b"x" * (MAX_REQUEST + 1))
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    reply = c.read()
+    check_reply(reply, "LimitExceeded", "a request over 1 MiB")
+    check("1048576 bytes" in reply["error"]["desc"], "... names the limit")
+    check(c.closed(), "... and the connection ends")
+    stop_clean(env)
+
+
+# Every string argument of every command, with a valid value for the rest
+# (none of these may change anything when one string is bad).
+STRING_ARGS = [
+    ("define-domain", {"name": "s1"}, "name"),
+    ("define-domain", {"name": "s1", "qmp": "/run/s1.qmp"}, "qmp"),
+    ("define-domain", {"name": "s1", "cgroup": "/sys/fs/cgroup/s1"}, "cgroup"),
+    ("define-domain", {"name": "s1", "seclabel": "system_u:object_r:svirt_image_t:s0"},
+     "seclabel"),
+    ("undefine-domain", {"name": "guest"}, "name"),
+    ("query-domains", {"name": "guest"}, "name"),
+    ("nodedev-detach", {"address": GPU2}, "address"),
+    ("nodedev-reattach", {"address": GPU2}, "address"),
+    ("nodedev-reset", {"address": GPU2}, "address"),
+    ("prepare", {"domain": "guest", "xml": hostdev_xml([GPU2, AUDIO2])}, "domain"),
+    ("prepare", {"domain": "guest", "xml": hostdev_xml([GPU2, AUDIO2])}, "xml"),
+    ("attach-device", {"domain": "guest", "xml": hostdev_xml([GPU2, AUDIO2])}, "domain"),
+    ("attach-device", {"domain": "guest", "xml": hostdev_xml([GPU2, AUDIO2])}, "xml"),
+    ("detach-device", {"domain": "guest", "xml": hostdev_xml([AUDIO])}, "domain"),
+    ("detach-device", {"domain": "guest", "xml": hostdev_xml([AUDIO])}, "xml"),
+    ("destroy", {"domain": "guest"}, "domain"),
+]
+# Appended to a valid value: NUL (json-glib cut the string there), ESC and
+# CR (a terminal obeys them), DEL, C1's CSI, a lone surrogate (not UTF-8).
+BAD_SUFFIXES = ["\x00junk", "\x1b[2J", "\rX", "\x7f", "\x9b31m", "\ud800"]
+
+
+class FakeDaemon(threading.Thread):
+    """A hostdevd stand-in on a UNIX socket whose every string carries
+    control characters, for what hostdevctl prints."""
+    EVIL = "evil\x1b]0;pwned\x07\x1b[2J\rX\x9b31m\x7f"
+
+    def __init__(self, path):
+        super().__init__(daemon=True)
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(path)
+        self.listener.listen(4)
+
+    def reply(self, req):
+        e = self.EVIL
+        dev = {"address": e, "group": 11, "state": e, "driver": e, "original-driver": e,
+               "domain": e, "managed": True}
+        returns = {
+            "qmp_capabilities": {},
+            "query-devices": {"groups": [{"group": 11, "pending": False, "devices": [dev]}]},
+            "query-domains": [{"name": e, "qmp": e, "pid": 1, "pid-start": 1, "cgroup": e,
+                               "seclabel": e, "busy": False, "devices": [dev]}],
+            "query-status": {"version": e, "root": e, "state-dir": e, "domains": 1,
+                             "tracked-devices": 1, "operations": 0, "pending-groups": [],
+                             "security-pending": [e]},
+            "nodedev-detach": {"siblings-on-host": [e]},
+            "detach-device": {"released": 1, "groups-given-back": 0, "groups-pending": 1,
+                              "problem": e},
+            "destroy": {"devices": 1, "given-back": 1, "stay": 0, "killed": False,
+                        "adopted": 0, "terminate-seconds": 0.1, "give-back-seconds": 0.1,
+                        "problems": [e]},
+        }
+        if req["execute"] in returns:
+            return {"return": returns[req["execute"]], "id": req.get("id")}
+        return {"error": {"class": "InvalidArgument", "desc": e}, "id": req.get("id")}
+
+    def run(self):
+        event = {"event": "DESTROY_PROGRESS", "data": {"domain": self.EVIL, "given-back": 1,
+                                                       "total": 1},
+                 "timestamp": {"seconds": 0, "microseconds": 0}}
+        while True:
+            conn, _ = self.listener.accept()
+            try:
+                conn.sendall(b'{"QMP": {"version": {"package": "hostdevd 0.1.0", '
+                             b'"protocol": 1}, "capabilities": []}}\n')
+                for line in conn.makefile("rb"):
+                    out = [event, self.reply(json.loads(line)), event]
+                    conn.sendall(b"".join(json.dumps(m).encode() + b"\n" for m in out))
+            except OSError:
+                pass
+            conn.close()
+
+
+def unprintable(text):
+    """The control characters (but the line feed) in @text."""
+    return sorted({hex(ord(ch)) for ch in text
+                   if (ord(ch) < 0x20 and ch != "\n") or 0x7f <= ord(ch) <= 0x9f})
+
+
+def hostile_strings(env):
+    """Finding 6: an address "0000:11:00.0\\u0000junk" detached 0000:11:00.0, a
+    name "ab\\u0000cd" defined "ab", names with ESC and CR were accepted and
+    printed raw.  Every string argument of every command refuses NUL,
+    control characters and invalid UTF-8 (InvalidArgument, nothing
+    changed), XML keeps its layout, and hostdevctl never prints a control
+    character a daemon sent."""
+    env.start_daemon()
+    env.ctl("define", "guest")
+    env.ctl("prepare", "guest", env.write("g.xml", hostdev_xml([GPU, AUDIO], name="guest")))
+    qemu, qmp = env.start_qemu([GPU, AUDIO])
+    env.ctl("define", "guest", "--qmp", qmp, "--pid", str(qemu.pid))
+    drivers = env.drivers()
+    domains = env.client().execute("query-domains")
+
+    c = Raw(env)
+    for command, args, name in STRING_ARGS:
+        for suffix in BAD_SUFFIXES:
+            bad = dict(args)
+            bad[name] = args[name] + suffix
+            reply = c.request({"execute": command, "arguments": bad, "id": 1})
+            if reply.get("error", {}).get("class") != "InvalidArgument":
+                raise AssertionError(f"{command} {name}+{suffix!r}: {reply}")
+        print(f"ok - {command}: '{name}' with NUL, ESC, CR, DEL, C1 or a lone surrogate: "
+              "InvalidArgument", flush=True)
+    reply = c.request({"execute": "define-domain", "arguments": {"name": "ab\x00cd"}})
+    check("NUL" in reply["error"]["desc"], "the error names the NUL")
+    reply = c.request({"execute": "define-domain", "arguments": {"name": "a\x1bb"}})
+    check("U+001B" in reply["error"]["desc"] and "'arguments.name'" in reply["error"]["desc"],
+          "the error names the control character and the argument")
+    for where in ({"id": "\x1b[2J"}, {"arguments": {"\x1b": 1}}, {"execute": "query-status\r"}):
+        req = dict({"execute": "query-status"}, **where)
+        check_reply(c.request(req), "InvalidArgument", f"a control character in {where}")
+    check(env.drivers() == drivers and env.client().execute("query-domains") == domains,
+          "nothing changed: no device moved, no domain defined")
+
+    # The XML's own strings: its <name> (a character reference) and aliases.
+    for xml in ("<domain><name>guest&#x9b;</name><devices/></domain>",
+                hostdev_xml([GPU2]).replace("alias name='", "alias name='&#x9b;")):
+        reply = c.request({"execute": "prepare", "arguments": {"domain": "guest", "xml": xml}})
+        check_reply(reply, "InvalidArgument", "a control character in the XML: " + xml[:40])
+        check("U+009B" in reply["error"]["desc"], "... named")
+    # A document keeps its tabs and line breaks.
+    xml = hostdev_xml([GPU2, AUDIO2], name="guest").replace("\n", "\r\n\t")
+    check_reply(c.request({"execute": "prepare", "arguments": {"domain": "guest", "xml": xml}}),
+                None, "an XML with tabs, CR and LF is served")
+    c.close()
+    env.ctl("destroy", "guest")
+
+    # hostdevctl against a daemon whose every string is hostile.
+    fake_sock = os.path.join(env.work, "fake.sock")
+    FakeDaemon(fake_sock).start()
+    xml = env.write("f.xml", hostdev_xml([GPU]))
+    for args in (["list"], ["domains"], ["status"], ["nodedev-detach", GPU], ["define", "x"],
+                 ["detach-device", "x", xml], ["destroy", "x"], ["events", "--count", "1", "--timeout", "20"]):
+        for json_out in ([], ["--json"]):
+            p = subprocess.run([HOSTDEVCTL, "--socket", fake_sock, *json_out, *args],
+                               capture_output=True, timeout=30)
+            out = p.stdout.decode("utf-8", "replace") + p.stderr.decode("utf-8", "replace")
+            if unprintable(out) or "evil" not in out:
+                raise AssertionError(f"hostdevctl {' '.join(json_out + args)} printed "
+                                     f"{unprintable(out)}:\n{out}")
+        print(f"ok - hostdevctl {args[0]}: the daemon's control characters are escaped",
+              flush=True)
+    stop_clean(env)
+
+
 def hostile_leak(env):
     """Finding 4: every save of the domain list leaked the JSON root taken
     from the builder (17 KB a save with many domains, after every prepare,
