@@ -35,6 +35,15 @@ typedef struct {
      * 22, as recorded when QEMU was started); another process with that pid
      * means QEMU is long gone, and it is left alone. */
     guint64 pid_start_time;
+    /* Signal only a process proven to be the domain's QEMU: it holds one of
+     * the domain's VFIO groups (a group file, or a member's cdev), or it is
+     * @monitor_pid (the peer of the domain's QMP socket).  Checked through
+     * the pidfd right before its files are adopted and it is signalled. */
+    gboolean verify_qemu;
+    pid_t monitor_pid;
+    /* With verify_qemu: >= 0, the process must run as this uid (real,
+     * effective, saved and file-system uid); -1: any (asked by root). */
+    gint64 uid;
     hdDestroyProgressFunc progress;
     gpointer progress_opaque;
 } hdDestroyOptions;
@@ -70,10 +79,14 @@ guint hdDestroyPerDeviceMs(hdManager *mgr);
  * workers close them side by side, each group's in its own pipeline.
  * Without the rights to do so, destroy goes on the slow way.
  *
- * Returns FALSE only when QEMU could not be ended (the devices stay
- * assigned).  Groups that could not be given back stay on the inactive
- * list and are listed in (*report)->problems; a group whose kernel release
- * is still running finishes in the background. */
+ * Pid 1 and the calling process are never signalled (HD_ERROR_PERMISSION),
+ * and with verify_qemu neither is a process that cannot be proven to be
+ * the domain's QEMU: nothing changes then.
+ *
+ * Returns FALSE only when QEMU could not be ended or may not be signalled
+ * (the devices stay assigned).  Groups that could not be given back stay
+ * on the inactive list and are listed in (*report)->problems; a group
+ * whose kernel release is still running finishes in the background. */
 gboolean hdDestroyDomain(hdManager *mgr, const char *domain, pid_t pid,
                          const hdDestroyOptions *opts, hdDestroyReport **report,
                          GError **error);

@@ -25,6 +25,7 @@ typedef enum {
     HD_ERROR_OPERATION_FAILED,  /* the host refused: probe, reset, bind */
     HD_ERROR_TIMEOUT,
     HD_ERROR_STATE,             /* durable state unreadable or locked */
+    HD_ERROR_PERMISSION,        /* not allowed: another user's domain or process */
 } hdErrorCode;
 
 GQuark hdErrorQuark(void);

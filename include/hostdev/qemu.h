@@ -46,6 +46,11 @@ typedef void (*hdQmpClosedFunc)(hdQmp *qmp, const GError *reason, gpointer opaqu
  * the QEMU whose holders release detection scans first. */
 hdQmp *hdQmpConnectUnix(const char *path, GMainContext *ctx, GError **error);
 
+/* The pid of the process listening on the QMP socket at @path
+ * (SO_PEERCRED of a connection made and closed at once, without a word);
+ * 0 with @error when nobody listens there. */
+pid_t hdQmpSocketPeerPid(const char *path, GError **error);
+
 /* Use the connected stream socket @fd (the hdQmp owns it from now on). */
 hdQmp *hdQmpNewFromFd(int fd, GMainContext *ctx);
 

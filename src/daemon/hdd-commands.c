@@ -40,6 +40,7 @@ struct _hddOp {
     char *qmp;
     pid_t pid;
     guint64 pid_start;
+    uid_t pid_uid;
     hdPCIAddress addr;
     hdDomainDef *def;
     gboolean whole_group;
@@ -99,6 +100,10 @@ hddBuildDomainDefinition(JsonBuilder *b, const hddDomain *dom)
     json_builder_add_int_value(b, dom->pid);
     json_builder_set_member_name(b, "pid-start");
     json_builder_add_int_value(b, (gint64)dom->pid_start);
+    json_builder_set_member_name(b, "owner-uid");
+    json_builder_add_int_value(b, dom->owner);
+    json_builder_set_member_name(b, "pid-uid");
+    json_builder_add_int_value(b, dom->pid_uid);
     json_builder_set_member_name(b, "cgroup");
     json_builder_add_string_value(b, dom->cgroup);
     json_builder_set_member_name(b, "seclabel");
@@ -193,6 +198,11 @@ hddDomainsLoad(hddDaemon *dmn, GError **error)
         dom->qmp = g_strdup(hddObjString(obj, "qmp"));
         dom->pid = json_object_get_int_member_with_default(obj, "pid", 0);
         dom->pid_start = json_object_get_int_member_with_default(obj, "pid-start", 0);
+        /* Written by root before owners were recorded: root's. */
+        dom->owner = (uid_t)CLAMP(json_object_get_int_member_with_default(obj, "owner-uid", 0),
+                                  0, G_MAXUINT32);
+        dom->pid_uid = (uid_t)CLAMP(json_object_get_int_member_with_default(obj, "pid-uid", 0),
+                                    0, G_MAXUINT32);
         dom->cgroup = g_strdup(hddObjString(obj, "cgroup"));
         dom->seclabel = g_strdup(hddObjString(obj, "seclabel"));
         if (json_object_has_member(obj, "aliases") &&
@@ -275,6 +285,19 @@ hddLookupDomain(hddDaemon *dmn, const char *name, GError **error)
     if (!dom)
         hdErrorSet(error, HD_ERROR_NOT_FOUND, _("no domain named '%1$s'"), name);
     return dom;
+}
+
+
+/* Only root and the client that defined a domain may change or use it. */
+static gboolean
+hddMayUseDomain(const hddDomain *dom, uid_t uid, GError **error)
+{
+    if (uid == 0 || uid == dom->owner)
+        return TRUE;
+    hdErrorSet(error, HD_ERROR_PERMISSION,
+               _("domain '%1$s' belongs to uid %2$u: uid %3$u may not change or use it"),
+               dom->name, (unsigned int)dom->owner, (unsigned int)uid);
+    return FALSE;
 }
 
 
@@ -467,7 +490,7 @@ hddQueryStatus(hddDaemon *dmn)
 
 /* define-domain: create or update what the daemon knows about a guest. */
 static JsonNode *
-hddDefineDomain(hddDaemon *dmn, JsonObject *args, GError **error)
+hddDefineDomain(hddDaemon *dmn, uid_t uid, JsonObject *args, GError **error)
 {
     static const hddArg spec[] = {
         { "name", 's', TRUE }, { "qmp", 's', FALSE }, { "pid", 'i', FALSE },
@@ -505,10 +528,18 @@ hddDefineDomain(hddDaemon *dmn, JsonObject *args, GError **error)
                        pid);
             return NULL;
         }
+        /* destroy signals it: checked here with a clear error, and again
+         * (with the proof that it is the domain's QEMU) before a signal. */
+        if (pid > 0 && !hdProcessCheckSignallable(HD_PROC_ROOT, (pid_t)pid,
+                                                  uid == 0 ? -1 : (gint64)uid, error))
+            return NULL;
     }
     if (!(dom = g_hash_table_lookup(dmn->domains, name))) {
         dom = hddDomainNew(name);
+        dom->owner = uid;
         created = TRUE;
+    } else if (!hddMayUseDomain(dom, uid, error)) {
+        return NULL;
     } else if (dom->busy) {
         hdErrorSet(error, HD_ERROR_IN_USE, _("domain '%1$s' is busy"), name);
         return NULL;
@@ -532,6 +563,7 @@ hddDefineDomain(hddDaemon *dmn, JsonObject *args, GError **error)
     if (json_object_has_member(args, "pid")) {
         dom->pid = pid;
         dom->pid_start = pid_start;
+        dom->pid_uid = uid;
     }
     if (json_object_has_member(args, "cgroup")) {
         g_free(dom->cgroup);
@@ -550,7 +582,7 @@ hddDefineDomain(hddDaemon *dmn, JsonObject *args, GError **error)
 
 
 static JsonNode *
-hddUndefineDomain(hddDaemon *dmn, JsonObject *args, GError **error)
+hddUndefineDomain(hddDaemon *dmn, uid_t uid, JsonObject *args, GError **error)
 {
     static const hddArg spec[] = { { "name", 's', TRUE }, { NULL } };
     g_autoptr(GPtrArray) tracked = NULL;
@@ -558,7 +590,8 @@ hddUndefineDomain(hddDaemon *dmn, JsonObject *args, GError **error)
     guint i;
 
     if (!hddCheckArgs(args, spec, error) ||
-        !(dom = hddLookupDomain(dmn, hddArgString(args, "name"), error)))
+        !(dom = hddLookupDomain(dmn, hddArgString(args, "name"), error)) ||
+        !hddMayUseDomain(dom, uid, error))
         return NULL;
     tracked = hdManagerListTracked(dmn->mgr);
     for (i = 0; i < tracked->len; i++) {
@@ -883,11 +916,20 @@ static JsonNode *
 hddWorkDestroy(hddOp *op, GError **error)
 {
     hdDestroyOptions opts = { .progress = hddDestroyProgress, .progress_opaque = op,
-                              .pid_start_time = op->pid_start };
+                              .pid_start_time = op->pid_start, .verify_qemu = TRUE,
+                              .uid = op->pid_uid == 0 ? -1 : (gint64)op->pid_uid };
     g_autoptr(hdDestroyReport) report = NULL;
     g_autoptr(JsonBuilder) b = json_builder_new();
     guint i;
 
+    /* The process listening on the domain's QMP socket is its QEMU, even
+     * before it opened any of the domain's groups. */
+    if (op->pid > 0 && op->qmp) {
+        g_autoptr(GError) local = NULL;
+
+        if (!(opts.monitor_pid = hdQmpSocketPeerPid(op->qmp, &local)))
+            g_info("domain %s: %s", op->domain, local->message);
+    }
     if (!hdDestroyDomain(op->dmn->mgr, op->domain, op->pid, &opts, &report, error))
         return NULL;
     json_builder_begin_object(b);
@@ -1053,11 +1095,12 @@ hddLogNotes(const char *command, const char *domain, const hdDomainDef *def)
 
 /* Step 1 of every domain operation: the domain exists and is not busy. */
 static hddDomain *
-hddDomainForOp(hddDaemon *dmn, JsonObject *args, gboolean need_qmp, GError **error)
+hddDomainForOp(hddDaemon *dmn, hddClient *client, JsonObject *args, gboolean need_qmp,
+               GError **error)
 {
     hddDomain *dom = hddLookupDomain(dmn, hddArgString(args, "domain"), error);
 
-    if (!dom)
+    if (!dom || !hddMayUseDomain(dom, hddClientGetUid(client), error))
         return NULL;
     if (dom->busy) {
         hdErrorSet(error, HD_ERROR_IN_USE, _("domain '%1$s' is busy"), dom->name);
@@ -1147,7 +1190,7 @@ hddDispatchOp(hddDaemon *dmn, hddClient *client, const char *command, JsonObject
         g_autoptr(hdDomainDef) def = NULL;
 
         if (!hddCheckArgs(args, xml_spec, error) ||
-            !(dom = hddDomainForOp(dmn, args, !prepare, error)) ||
+            !(dom = hddDomainForOp(dmn, client, args, !prepare, error)) ||
             !(def = hddParseXML(args, error)))
             return TRUE;
         if (!prepare && json_object_has_member(args, "whole-group")) {
@@ -1172,12 +1215,14 @@ hddDispatchOp(hddDaemon *dmn, hddClient *client, const char *command, JsonObject
             op->whole_group = json_object_get_boolean_member(args, "whole-group");
     } else if (strcmp(command, "destroy") == 0) {
         if (!hddCheckArgs(args, dom_spec, error) ||
-            !(dom = hddDomainForOp(dmn, args, FALSE, error)))
+            !(dom = hddDomainForOp(dmn, client, args, FALSE, error)))
             return TRUE;
         op = hddOpNew(dmn, client, id, hddWorkDestroy);
         op->domain = g_strdup(dom->name);
+        op->qmp = g_strdup(dom->qmp);
         op->pid = dom->pid;
         op->pid_start = dom->pid_start;
+        op->pid_uid = dom->pid_uid;
     } else {
         return FALSE;
     }
@@ -1207,9 +1252,9 @@ hddDispatch(hddDaemon *dmn, hddClient *client, const char *command, JsonObject *
         if (hddCheckArgs(args, spec, &error))
             ret = hddQueryStatus(dmn);
     } else if (strcmp(command, "define-domain") == 0) {
-        ret = hddDefineDomain(dmn, args, &error);
+        ret = hddDefineDomain(dmn, hddClientGetUid(client), args, &error);
     } else if (strcmp(command, "undefine-domain") == 0) {
-        ret = hddUndefineDomain(dmn, args, &error);
+        ret = hddUndefineDomain(dmn, hddClientGetUid(client), args, &error);
     } else if (hddDispatchOp(dmn, client, command, args, id, &error)) {
         /* Answered by the worker, unless the arguments were refused. */
         if (!error)

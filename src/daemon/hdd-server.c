@@ -25,6 +25,7 @@
 #include "hostdev/error.h"
 #include "hdd-request.h"
 #include "hdd.h"
+#include "hdprocess.h"
 
 /* A client that does not read its replies is dropped past this backlog. */
 #define HDD_MAX_BACKLOG 4096
@@ -257,6 +258,7 @@ hddErrorClass(const GError *error)
         case HD_ERROR_OPERATION_FAILED: return "OperationFailed";
         case HD_ERROR_TIMEOUT: return "Timeout";
         case HD_ERROR_STATE: return "State";
+        case HD_ERROR_PERMISSION: return "PermissionDenied";
         case HD_ERROR_INTERNAL: break;
         }
     }
@@ -425,29 +427,23 @@ hddClientRead(hddClient *client)
 }
 
 
+uid_t
+hddClientGetUid(hddClient *client)
+{
+    return client->uid;
+}
+
+
 /* Whether @pid's supplementary groups include @gid. */
 static gboolean
 hddPidInGroup(pid_t pid, gid_t gid)
 {
-    g_autofree char *path = g_strdup_printf("/proc/%d/status", (int)pid);
-    g_autofree char *status = NULL;
-    g_auto(GStrv) lines = NULL;
+    g_auto(GStrv) groups = hdProcessStatusField("/proc", pid, "Groups");
     guint i;
 
-    if (!g_file_get_contents(path, &status, NULL, NULL))
-        return FALSE;
-    lines = g_strsplit(status, "\n", -1);
-    for (i = 0; lines[i]; i++) {
-        g_auto(GStrv) words = NULL;
-        guint j;
-
-        if (!g_str_has_prefix(lines[i], "Groups:"))
-            continue;
-        words = g_strsplit_set(lines[i] + strlen("Groups:"), " \t", -1);
-        for (j = 0; words[j]; j++) {
-            if (*words[j] && g_ascii_strtoull(words[j], NULL, 10) == gid)
-                return TRUE;
-        }
+    for (i = 0; groups && groups[i]; i++) {
+        if (g_ascii_strtoull(groups[i], NULL, 10) == gid)
+            return TRUE;
     }
     return FALSE;
 }

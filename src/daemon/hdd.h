@@ -41,6 +41,8 @@ typedef struct {
     char *qmp;                /* QMP socket of its QEMU; NULL: unknown */
     pid_t pid;                /* its QEMU; 0: not running */
     guint64 pid_start;        /* when that process started; 0: unknown */
+    uid_t owner;              /* the client that defined it; only it and root may use it */
+    uid_t pid_uid;            /* the client that gave the pid: QEMU runs as it, unless root */
     char *cgroup;
     char *seclabel;
     GHashTable *aliases;      /* "0000:11:00.0" -> "hostdev0" */
@@ -71,6 +73,8 @@ void hddServerStop(void);
 void hddSend(hddClient *client, JsonNode *msg);
 void hddEmitEvent(const char *name, JsonNode *data);
 hddClient *hddClientRef(hddClient *client);
+/* The client's uid (SO_PEERCRED), for the domains' owners. */
+uid_t hddClientGetUid(hddClient *client);
 void hddClientUnref(hddClient *client);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(hddClient, hddClientUnref)
 

@@ -564,16 +564,46 @@ hdDestroyHolderPaths(hdManager *mgr, GHashTable *groups)
 }
 
 
+/* Step 0: may @pid (behind @pidfd) be signalled as @domain's QEMU?  Never
+ * pid 1 nor this process; with opts->verify_qemu only a process of the
+ * right uid that holds one of the domain's VFIO files (@paths) or is the
+ * peer of its QMP socket.  The checks read /proc/PID, the signals go
+ * through the pidfd opened before them: a process that took the pid since
+ * is never signalled. */
+static gboolean
+hdDestroyCheckQemu(const char *domain, pid_t pid, GHashTable *paths,
+                   const hdDestroyOptions *opts, GError **error)
+{
+    g_autofree const char **files = NULL;
+    g_autoptr(GArray) holders = NULL;
+    g_autoptr(GError) local = NULL;
+
+    if (!hdProcessCheckSignallable(HD_PROC_ROOT, pid, opts->verify_qemu ? opts->uid : -1,
+                                   error))
+        return FALSE;
+    if (!opts->verify_qemu || (opts->monitor_pid > 0 && pid == opts->monitor_pid))
+        return TRUE;
+    files = (const char **)g_hash_table_get_keys_as_array(paths, NULL);
+    holders = hdHoldersFind(HD_PROC_ROOT, pid, files, &local);
+    if (holders && holders->len > 0)
+        return TRUE;
+    hdErrorSet(error, HD_ERROR_PERMISSION,
+               _("process %1$d is not the QEMU of domain %2$s: it holds none of the domain's "
+                 "VFIO groups and is not the peer of its QMP socket; it is not signalled"),
+               (int)pid, domain);
+    return FALSE;
+}
+
+
 /* Step 0: take over QEMU's VFIO files (pidfd_getfd), so that its exit does
  * not release the devices one after the other from its dying task.  Group
- * files and cdevs go to their group's pipeline (*adopted: group + 1 ->
- * GArray of int); vfio device fds (anonymous inodes: their group cannot be
- * told) are closed side by side in *device_fds' workers. */
+ * files and cdevs (@paths: path -> group + 1) go to their group's pipeline
+ * (*adopted: group + 1 -> GArray of int); vfio device fds (anonymous
+ * inodes: their group cannot be told) are closed side by side in
+ * *device_fds' workers. */
 static guint
-hdDestroyAdopt(hdManager *mgr, int pidfd, pid_t pid, GHashTable *groups,
-               GHashTable *adopted, GArray *device_fds)
+hdDestroyAdopt(int pidfd, pid_t pid, GHashTable *paths, GHashTable *adopted, GArray *device_fds)
 {
-    g_autoptr(GHashTable) paths = hdDestroyHolderPaths(mgr, groups);
     g_autofree char *fddir = g_strdup_printf("%s/%d/fd", HD_PROC_ROOT, (int)pid);
     g_autoptr(GDir) dir = g_dir_open(fddir, 0, NULL);
     const char *name;
@@ -650,6 +680,7 @@ hdDestroyDomain(hdManager *mgr, const char *domain, pid_t pid, const hdDestroyOp
     g_autoptr(GHashTable) adopted = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL,
                                                           (GDestroyNotify)hdDestroyCloseFds);
     g_autoptr(GArray) device_fds = g_array_new(FALSE, FALSE, sizeof(int));
+    g_autoptr(GHashTable) paths = NULL;
     g_autoptr(GArray) left = NULL;
     g_auto(hdFd) pidfd = -1;
     guint per_device_ms;
@@ -675,8 +706,13 @@ hdDestroyDomain(hdManager *mgr, const char *domain, pid_t pid, const hdDestroyOp
         pidfd = -1;
         pid = 0;
     }
+    if (pidfd >= 0) {
+        paths = hdDestroyHolderPaths(mgr, groups);
+        if (!hdDestroyCheckQemu(domain, pid, paths, opts, error))
+            return FALSE;
+    }
     if (pidfd >= 0 && !opts->no_adopt)
-        rep->adopted = hdDestroyAdopt(mgr, pidfd, pid, groups, adopted, device_fds);
+        rep->adopted = hdDestroyAdopt(pidfd, pid, paths, adopted, device_fds);
     hdCrashPoint("destroy-adopted");
 
     /* Step 1: end QEMU; on failure the adopted files go back to nobody (the

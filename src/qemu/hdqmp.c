@@ -647,34 +647,64 @@ hdQmpNewFromFd(int fd, GMainContext *ctx)
 }
 
 
-hdQmp *
-hdQmpConnectUnix(const char *path, GMainContext *ctx, GError **error)
+/* A stream socket connected to @path, and the pid of the process that
+ * listens there (SO_PEERCRED; 0 if unknown). */
+static int
+hdQmpConnectSocket(const char *path, pid_t *peer, GError **error)
 {
     struct sockaddr_un addr = { .sun_family = AF_UNIX };
     struct ucred cred = { 0 };
     socklen_t credlen = sizeof(cred);
     g_auto(hdFd) fd = -1;
-    hdQmp *qmp;
 
     if (strlen(path) >= sizeof(addr.sun_path)) {
         hdErrorSet(error, HD_ERROR_INVALID_ARG,
                    _("QEMU monitor socket path '%1$s' is too long"), path);
-        return NULL;
+        return -1;
     }
     strcpy(addr.sun_path, path);
     if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0) {
         hdErrorSetSystem(error, errno, "%s", _("cannot create a socket"));
-        return NULL;
+        return -1;
     }
     if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
         hdErrorSetSystem(error, errno, _("cannot connect to the QEMU monitor at '%1$s'"),
                          path);
-        return NULL;
+        return -1;
     }
-    qmp = hdQmpNewFromFd(g_steal_fd(&fd), ctx);
-    if (getsockopt(qmp->fd, SOL_SOCKET, SO_PEERCRED, &cred, &credlen) == 0)
-        qmp->peer_pid = cred.pid;
+    *peer = getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &credlen) == 0 ? cred.pid : 0;
+    return g_steal_fd(&fd);
+}
+
+
+hdQmp *
+hdQmpConnectUnix(const char *path, GMainContext *ctx, GError **error)
+{
+    pid_t peer = 0;
+    int fd = hdQmpConnectSocket(path, &peer, error);
+    hdQmp *qmp;
+
+    if (fd < 0)
+        return NULL;
+    qmp = hdQmpNewFromFd(fd, ctx);
+    qmp->peer_pid = peer;
     return qmp;
+}
+
+
+pid_t
+hdQmpSocketPeerPid(const char *path, GError **error)
+{
+    pid_t peer = 0;
+    int fd = hdQmpConnectSocket(path, &peer, error);
+
+    if (fd < 0)
+        return 0;
+    close(fd);
+    if (peer <= 0)
+        hdErrorSet(error, HD_ERROR_OPERATION_FAILED,
+                   _("no peer credentials on the QEMU monitor at '%1$s'"), path);
+    return peer;
 }
 
 

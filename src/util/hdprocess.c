@@ -5,7 +5,9 @@
  */
 #include <poll.h>
 #include <signal.h>
+#include <string.h>
 #include <sys/syscall.h>
+#include <unistd.h>
 
 #include "hdinternal.h"
 #include "hdprocess.h"
@@ -97,4 +99,94 @@ hdProcessStartTime(const char *proc_root, pid_t pid)
                                     &start, NULL))
         return 0;
     return start;
+}
+
+
+GStrv
+hdProcessStatusField(const char *proc_root, pid_t pid, const char *field)
+{
+    g_autofree char *path = g_strdup_printf("%s/%d/status", proc_root, (int)pid);
+    g_autofree char *status = NULL;
+    g_auto(GStrv) lines = NULL;
+    gsize len = strlen(field);
+    guint i;
+
+    if (!g_file_get_contents(path, &status, NULL, NULL))
+        return NULL;
+    lines = g_strsplit(status, "\n", -1);
+    for (i = 0; lines[i]; i++) {
+        g_autoptr(GStrvBuilder) words = NULL;
+        g_auto(GStrv) split = NULL;
+        guint j;
+
+        if (strncmp(lines[i], field, len) != 0 || lines[i][len] != ':')
+            continue;
+        words = g_strv_builder_new();
+        split = g_strsplit_set(lines[i] + len + 1, " \t", -1);
+        for (j = 0; split[j]; j++) {
+            if (*split[j])
+                g_strv_builder_add(words, split[j]);
+        }
+        return g_strv_builder_end(words);
+    }
+    return NULL;
+}
+
+
+/* The uids (real, effective, saved, file system) and the thread-group id
+ * of @pid; FALSE if it is gone or unreadable. */
+static gboolean
+hdProcessReadStatus(const char *proc_root, pid_t pid, guint64 uids[4], guint64 *tgid)
+{
+    g_auto(GStrv) uid_words = hdProcessStatusField(proc_root, pid, "Uid");
+    g_auto(GStrv) tgid_words = hdProcessStatusField(proc_root, pid, "Tgid");
+    guint i;
+
+    if (!uid_words || g_strv_length(uid_words) != 4 || !tgid_words || !tgid_words[0] ||
+        !g_ascii_string_to_unsigned(tgid_words[0], 10, 1, G_MAXINT32, tgid, NULL))
+        return FALSE;
+    for (i = 0; i < 4; i++) {
+        if (!g_ascii_string_to_unsigned(uid_words[i], 10, 0, G_MAXUINT32, &uids[i], NULL))
+            return FALSE;
+    }
+    return TRUE;
+}
+
+
+gboolean
+hdProcessCheckSignallable(const char *proc_root, pid_t pid, gint64 uid, GError **error)
+{
+    guint64 uids[4] = { 0 };
+    guint64 tgid = 0;
+    guint i;
+
+    if (pid == 1) {
+        hdErrorSet(error, HD_ERROR_PERMISSION, "%s",
+                   _("pid 1 is the init process: hostdev never signals it"));
+        return FALSE;
+    }
+    if (pid == getpid()) {
+        hdErrorSet(error, HD_ERROR_PERMISSION,
+                   _("pid %1$d is hostdev's own process: it never signals itself"), (int)pid);
+        return FALSE;
+    }
+    if (pid <= 0 || !hdProcessReadStatus(proc_root, pid, uids, &tgid)) {
+        hdErrorSet(error, HD_ERROR_NOT_FOUND, _("no process with pid %1$d"), (int)pid);
+        return FALSE;
+    }
+    if (tgid != (guint64)pid) {
+        hdErrorSet(error, HD_ERROR_INVALID_ARG,
+                   _("pid %1$d is a thread of process %2$d, not a process"), (int)pid,
+                   (int)tgid);
+        return FALSE;
+    }
+    for (i = 0; uid >= 0 && i < G_N_ELEMENTS(uids); i++) {
+        if (uids[i] != (guint64)uid) {
+            hdErrorSet(error, HD_ERROR_PERMISSION,
+                       _("process %1$d runs as uid %2$" G_GUINT64_FORMAT ", not as uid %3$"
+                         G_GINT64_FORMAT), (int)pid, uids[i], uid);
+            return FALSE;
+        }
+    }
+    return TRUE;
 }

@@ -33,3 +33,17 @@ int hdProcessCountFds(const char *proc_root, pid_t pid);
  * /proc/PID/stat); 0 if it is gone or unreadable.  With the pid it names
  * one process for good: a process that reused the pid started later. */
 guint64 hdProcessStartTime(const char *proc_root, pid_t pid);
+
+/* The values of line "@field:" of /proc/PID/status (e.g. "Uid": real,
+ * effective, saved and file-system uid), NULL if the process is gone or
+ * has no such line. */
+GStrv hdProcessStatusField(const char *proc_root, pid_t pid, const char *field);
+
+/* Whether @pid may be signalled as a guest's QEMU on behalf of @uid (-1:
+ * of root, whose request may name any uid's process): never pid 1 nor
+ * this very process; a process (not a thread of one) that exists; and,
+ * with @uid >= 0, one whose real, effective, saved and file-system uids
+ * are all @uid.  HD_ERROR_PERMISSION, HD_ERROR_NOT_FOUND or
+ * HD_ERROR_INVALID_ARG (a thread) says why not. */
+gboolean hdProcessCheckSignallable(const char *proc_root, pid_t pid, gint64 uid,
+                                   GError **error);

@@ -103,6 +103,15 @@ def alias_of(addr):
     return "hd-" + addr.replace(":", "-").replace(".", "-")
 
 
+def as_user(uid, gid):
+    """A preexec_fn: the child runs as @uid and @gid, with no other group."""
+    def drop():
+        os.setgroups([])
+        os.setresgid(gid, gid, gid)
+        os.setresuid(uid, uid, uid)
+    return drop
+
+
 class Env:
     """A simulated host, a hostdevd on it, and the processes around them."""
 
@@ -153,6 +162,17 @@ class Env:
                                  f"expected {expect}\n{p.stdout}{p.stderr}")
         return p
 
+    def user_ctl(self, uid, *args, expect=0, gid=None):
+        """hostdevctl run as @uid (group @gid, default the same number), from a
+        copy that uid may execute: the build directory may lie under one only
+        root can enter (a clone in a mktemp -d directory)."""
+        ctl = os.path.join(self.work, "hostdevctl")
+        if not os.path.exists(ctl):
+            shutil.copy(HOSTDEVCTL, ctl)
+            os.chmod(ctl, 0o755)
+        return self.ctl(*args, expect=expect, tool=ctl,
+                        preexec_fn=as_user(uid, uid if gid is None else gid))
+
     def write(self, name, text):
         path = os.path.join(self.work, name)
         with open(path, "w") as f:
@@ -195,6 +215,10 @@ class Env:
         assert p.stdout.readline().strip() == "ready"
         self.procs.append(p)
         return p, qmp
+
+    def domain(self, name):
+        return next(d for d in json.loads(self.ctl("--json", "domains").stdout)
+                    if d["name"] == name)
 
     def state_of(self, addr):
         ret = json.loads(self.ctl("--json", "list").stdout)
@@ -579,19 +603,9 @@ def case_protocol(env):
     st = os.stat(env.sock)
     check(st.st_mode & 0o777 == 0o660 and st.st_gid == 65534, "--group: socket 0660 root:nogroup")
 
-    def as_user(gid):
-        def drop():
-            os.setgroups([])
-            os.setresgid(gid, gid, gid)
-            os.setresuid(65534, 65534, 65534)
-        return drop
-    # A copy the other uid may run: the build directory may lie under one
-    # only root can enter (a clone in a mktemp -d directory).
-    ctl = shutil.copy(HOSTDEVCTL, os.path.join(env.work, "hostdevctl"))
-    os.chmod(ctl, 0o755)
-    env.ctl("status", tool=ctl, preexec_fn=as_user(65534))
+    env.user_ctl(65534, "status", gid=65534)
     check(True, "a member of the group is served")
-    p = env.ctl("status", tool=ctl, preexec_fn=as_user(65533), expect=3)
+    p = env.user_ctl(65534, "status", gid=65533, expect=3)
     check("Permission denied" in p.stderr, "a client outside the group cannot connect: exit 3")
 
     # A second daemon on the same socket refuses to start.

@@ -370,6 +370,100 @@ def hostile_leak(env):
     stop_clean(env)
 
 
+def hostile_signal(env):
+    """Finding 5: a client of the socket's group defined a domain with the pid
+    of any process, pid 1 included, and destroy sent it SIGTERM.  Who may
+    do what (docs/hostdevd.rst): destroy signals only a process it can
+    prove is the domain's QEMU (it holds the domain's groups, or is the
+    peer of its QMP socket), never pid 1 or hostdevd itself, never another
+    uid's process unless root gave the pid; a domain is its definer's (and
+    root's) alone."""
+    env.start_daemon("--group", "nogroup")
+    user = 65534                        # a member of nogroup, not root
+
+    def running(p):
+        return p.poll() is None
+
+    # pid 1 and hostdevd itself: refused at define, even for root.
+    p = env.ctl("define", "x", "--pid", "1", expect=3)
+    check("init process" in p.stderr, "define --pid 1 is refused, even for root")
+    p = env.ctl("define", "x", "--pid", str(env.daemon.pid), expect=3)
+    check("own process" in p.stderr, "define --pid of hostdevd itself is refused")
+    check(json.loads(env.ctl("--json", "domains").stdout) == [], "... and nothing is defined")
+
+    # A client of the group: its own processes only.
+    root_proc = subprocess.Popen(["sleep", "300"])
+    user_proc = subprocess.Popen(["sleep", "300"], preexec_fn=daemon_test.as_user(user, user))
+    env.procs += [root_proc, user_proc]
+    env.user_ctl(user, "define", "mine")
+    p = env.user_ctl(user, "define", "mine", "--pid", str(root_proc.pid), expect=3)
+    check(f"runs as uid 0, not as uid {user}" in p.stderr,
+          "a group member may not give a root process as its QEMU")
+    env.user_ctl(user, "define", "mine", "--pid", str(user_proc.pid))
+    dom = env.domain("mine")
+    check(dom["owner-uid"] == user and dom["pid"] == user_proc.pid,
+          "a group member defines its domain with its own process")
+
+    # destroy signals only the domain's QEMU: this one holds none of its
+    # groups and is not the peer of a QMP socket.
+    p = env.user_ctl(user, "destroy", "mine", expect=3)
+    check("not the QEMU of domain mine" in p.stderr and running(user_proc),
+          "destroy refuses to signal a process that is not the domain's QEMU")
+    env.ctl("define", "rootdom", "--pid", str(root_proc.pid))
+    p = env.ctl("destroy", "rootdom", expect=3)
+    check("not the QEMU of domain rootdom" in p.stderr and running(root_proc),
+          "... also when root defined it with a root process")
+
+    # A domain is its definer's: another uid may neither change nor use it.
+    for args in (("define", "rootdom", "--pid", "0"), ("undefine", "rootdom"),
+                 ("destroy", "rootdom"),
+                 ("prepare", "rootdom", env.write("r.xml", hostdev_xml([GPU, AUDIO])))):
+        p = env.user_ctl(user, *args, expect=3)
+        check("belongs to uid 0" in p.stderr, f"uid {user} may not {args[0]} root's domain")
+    check(env.domain("rootdom")["pid"] == root_proc.pid,
+          "... and root's domain is unchanged")
+    check(env.driver(GPU) == "nvidia", "... nor the host")
+    # Root may: it clears the pid of the user's domain, which stays the user's.
+    env.ctl("define", "mine", "--pid", "0")
+    env.ctl("define", "rootdom", "--pid", "0")
+    dom = env.domain("mine")
+    check(dom["pid"] == 0 and dom["owner-uid"] == user, "root may change a user's domain")
+    env.user_ctl(user, "undefine", "mine")
+    env.ctl("undefine", "rootdom")
+    check(running(root_proc) and running(user_proc), "no process was signalled")
+
+    # Across a restart the owners stay.
+    env.user_ctl(user, "define", "kept")
+    env.stop_daemon()
+    env.start_daemon("--group", "nogroup")
+    check(env.domain("kept")["owner-uid"] == user, "the owner is durable")
+    env.ctl("undefine", "kept")
+
+    # The peer of the domain's QMP socket is its QEMU, even while it holds
+    # no group of the domain; another process given with that socket is not.
+    qemu, qmp = env.start_qemu([])
+    env.ctl("define", "peer", "--qmp", qmp, "--pid", str(root_proc.pid))
+    p = env.ctl("destroy", "peer", expect=3)
+    check("not the QEMU of domain peer" in p.stderr and running(root_proc) and running(qemu),
+          "destroy refuses a pid that is not the peer of the domain's QMP socket")
+    env.ctl("define", "peer", "--pid", str(qemu.pid))
+    env.ctl("destroy", "peer")
+    check(qemu.wait(timeout=10) is not None and running(root_proc),
+          "destroy signals the peer of the domain's QMP socket")
+    env.ctl("undefine", "peer")
+
+    # The domain's QEMU, holding its groups, is signalled.
+    env.ctl("define", "guest")
+    env.ctl("prepare", "guest", env.write("g.xml", hostdev_xml([GPU, AUDIO], name="guest")))
+    qemu, qmp = env.start_qemu([GPU, AUDIO])
+    env.ctl("define", "guest", "--pid", str(qemu.pid))
+    p = env.ctl("destroy", "guest")
+    check(qemu.wait(timeout=10) is not None and env.driver(GPU) == "nvidia",
+          "destroy signals the domain's QEMU, proven by the groups it holds")
+    check(env.violations() == 0, "no viability violation")
+    stop_clean(env)
+
+
 def main():
     name = sys.argv[1].replace("-", "_") if len(sys.argv) == 2 else ""
     if not name or "hostile_" + name not in globals():

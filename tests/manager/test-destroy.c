@@ -318,6 +318,12 @@ static const testTerminateCase terminateStartTime = {
     .start_time = TRUE,
 };
 
+/* Destroy proves that the pid is the domain's QEMU: it holds its group. */
+static const testTerminateCase terminateVerified = {
+    .kind = MGRTEST_QEMU_EXITS,
+    .opts = { .verify_qemu = TRUE, .uid = -1 },
+};
+
 
 static void
 testDestroyTerminate(gconstpointer data)
@@ -369,6 +375,71 @@ testDestroyPidReused(void)
 
     kill(other, SIGKILL);
     g_assert_cmpint(waitpid(other, NULL, 0), ==, other);
+    fixtureStop(&f);
+}
+
+
+/* Destroy of "guest" with @pid must be refused with HD_ERROR_PERMISSION
+ * naming @why, and change nothing: the devices stay assigned. */
+static void
+testAssertRefused(Fixture *f, pid_t pid, const hdDestroyOptions *opts, const char *why)
+{
+    g_autoptr(hdDestroyReport) report = NULL;
+    g_autoptr(GPtrArray) tracked = NULL;
+    g_autoptr(GError) error = NULL;
+    guint in_guest = 0;
+    guint i;
+
+    g_assert_false(hdDestroyDomain(f->mgr, "guest", pid, opts, &report, &error));
+    g_assert_error(error, HD_ERROR, HD_ERROR_PERMISSION);
+    g_assert_nonnull(strstr(error->message, why));
+    g_assert_null(report);
+    /* The GPU still in the guest, its audio sibling still detached. */
+    tracked = hdManagerListTracked(f->mgr);
+    g_assert_cmpuint(tracked->len, ==, 2);
+    for (i = 0; i < tracked->len; i++)
+        in_guest += g_strcmp0(((hdDeviceInfo *)g_ptr_array_index(tracked, i))->domain,
+                              "guest") == 0;
+    g_assert_cmpuint(in_guest, ==, 1);
+}
+
+
+/* Only a process proven to be the domain's QEMU is signalled: one that
+ * holds none of its groups is refused unless it is the peer of the
+ * domain's QMP socket; a process of another uid is refused; pid 1 and
+ * the caller itself are refused even unverified. */
+static void
+testDestroyNotQemu(void)
+{
+    Fixture f = { 0 };
+    g_autoptr(GPtrArray) gpus = NULL;
+    g_autoptr(GPtrArray) nothing = g_ptr_array_new();
+    g_autoptr(hdDestroyReport) report = NULL;
+    g_autoptr(GError) error = NULL;
+    hdDestroyOptions opts = { .verify_qemu = TRUE, .uid = -1 };
+    hdDestroyOptions unverified = { 0 };
+    pid_t other;
+
+    fixtureStart(&f, "small");
+    gpus = testAssignGpus(&f, 1);
+    other = mgrtestStartQemu(nothing, MGRTEST_QEMU_EXITS);
+
+    testAssertRefused(&f, other, &opts, "holds none of the domain's VFIO groups");
+    g_assert_cmpint(waitpid(other, NULL, WNOHANG), ==, 0);
+    testAssertRefused(&f, 1, &unverified, "init process");
+    testAssertRefused(&f, getpid(), &unverified, "own process");
+    opts.monitor_pid = other;
+    opts.uid = getuid() + 1;
+    testAssertRefused(&f, other, &opts, "runs as uid");
+    g_assert_cmpint(waitpid(other, NULL, WNOHANG), ==, 0);
+
+    /* The peer of the domain's QMP socket is its QEMU. */
+    opts.uid = getuid();
+    g_assert_true(hdDestroyDomain(f.mgr, "guest", other, &opts, &report, &error));
+    g_assert_no_error(error);
+    g_assert_cmpint(waitpid(other, NULL, 0), ==, other);
+    g_assert_cmpuint(report->given_back, ==, 2);
+    testAssertAllHome(&f);
     fixtureStop(&f);
 }
 
@@ -568,7 +639,9 @@ main(int argc, char **argv)
                          testDestroyTerminate);
     g_test_add_data_func("/destroy/start-time-checked", &terminateStartTime,
                          testDestroyTerminate);
+    g_test_add_data_func("/destroy/qemu-verified", &terminateVerified, testDestroyTerminate);
     g_test_add_func("/destroy/pid-reused", testDestroyPidReused);
+    g_test_add_func("/destroy/not-qemu", testDestroyNotQemu);
     g_test_add_func("/destroy/one-group-hangs", testDestroyOneGroupHangs);
     g_test_add_func("/destroy/sibling-of-no-one", testDestroySiblingOfNoOne);
     g_test_add_func("/destroy/unmanaged-stay", testDestroyUnmanagedStay);

@@ -8,7 +8,10 @@
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
+#include <errno.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "hostdev/error.h"
@@ -543,12 +546,40 @@ testChooseSignal(void)
 }
 
 
+/* The peer of a QMP socket: whoever listens there, asked without a word. */
+static void
+testSocketPeerPid(void)
+{
+    g_autoptr(GError) error = NULL;
+    g_autofree char *dir = g_dir_make_tmp("hdqmp-XXXXXX", &error);
+    g_autofree char *path = g_build_filename(dir, "qmp.sock", NULL);
+    struct sockaddr_un addr = { .sun_family = AF_UNIX };
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    g_assert_no_error(error);
+    g_assert_cmpint(hdQmpSocketPeerPid(path, &error), ==, 0);
+    g_assert_error(error, HD_SYSTEM_ERROR, ENOENT);
+    g_clear_error(&error);
+
+    g_strlcpy(addr.sun_path, path, sizeof(addr.sun_path));
+    g_assert_cmpint(bind(fd, (struct sockaddr *)&addr, sizeof(addr)), ==, 0);
+    g_assert_cmpint(listen(fd, 1), ==, 0);
+    g_assert_cmpint(hdQmpSocketPeerPid(path, &error), ==, getpid());
+    g_assert_no_error(error);
+
+    close(fd);
+    unlink(path);
+    rmdir(dir);
+}
+
+
 int
 main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
 
     g_test_add_func("/qmp/negotiate", testNegotiate);
+    g_test_add_func("/qmp/socket-peer-pid", testSocketPeerPid);
     g_test_add_func("/qmp/arguments", testArguments);
     g_test_add_func("/qmp/errors", testErrors);
     g_test_add_func("/qmp/events", testEvents);
