@@ -53,7 +53,11 @@ typedef struct {
 void hdDomainDefFree(hdDomainDef *def);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(hdDomainDef, hdDomainDefFree)
 
+/* @xml is UTF-8 text (as a JSON string is), whatever encoding its XML
+ * declaration names: a file's encoding is gone once it is text. */
 hdDomainDef *hdDomainDefParseString(const char *xml, gsize len, GError **error);
+/* The regular file @path (at most HD_XML_MAX_SIZE bytes; a FIFO or a device
+ * is refused before it is read), in the encoding it declares. */
 hdDomainDef *hdDomainDefParseFile(const char *path, GError **error);
 
 G_END_DECLS

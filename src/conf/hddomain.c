@@ -9,6 +9,7 @@
 #include <libxml/tree.h>
 
 #include "hdinternal.h"
+#include "hdfile.h"
 #include "hostdev/domain.h"
 
 
@@ -533,12 +534,15 @@ hdDomainDefParseDoc(xmlDoc *doc, GError **error)
 }
 
 
-hdDomainDef *
-hdDomainDefParseString(const char *xml, gsize len, GError **error)
+/* @xml in the encoding it declares (a file's bytes), or with @utf8 UTF-8
+ * text whatever it declares (a string: the encoding a file had is gone). */
+static hdDomainDef *
+hdDomainDefParseData(const char *xml, gsize len, gboolean utf8, GError **error)
 {
     xmlParserCtxt *ctxt = NULL;
     xmlDoc *doc = NULL;
     hdDomainDef *def = NULL;
+    int options = XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING;
 
     if (len > HD_XML_MAX_SIZE) {
         hdErrorSet(error, HD_ERROR_INVALID_ARG,
@@ -550,10 +554,11 @@ hdDomainDefParseString(const char *xml, gsize len, GError **error)
         hdErrorSet(error, HD_ERROR_INTERNAL, _("cannot allocate an XML parser"));
         return NULL;
     }
+    if (utf8)
+        options |= XML_PARSE_IGNORE_ENC;
     /* No network, no external entities, no DTD loading: the document comes
      * from a client and must not make us read anything else. */
-    doc = xmlCtxtReadMemory(ctxt, xml, (int)len, "domain.xml", NULL,
-                            XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+    doc = xmlCtxtReadMemory(ctxt, xml, (int)len, "domain.xml", utf8 ? "UTF-8" : NULL, options);
     if (!doc) {
         const xmlError *xerr = xmlCtxtGetLastError(ctxt);
         g_autofree char *reason = g_strdup(xerr && xerr->message ? xerr->message : "");
@@ -572,16 +577,23 @@ hdDomainDefParseString(const char *xml, gsize len, GError **error)
 
 
 hdDomainDef *
+hdDomainDefParseString(const char *xml, gsize len, GError **error)
+{
+    return hdDomainDefParseData(xml, len, TRUE, error);
+}
+
+
+hdDomainDef *
 hdDomainDefParseFile(const char *path, GError **error)
 {
     g_autofree char *contents = NULL;
     gsize len = 0;
     g_autoptr(GError) local = NULL;
 
-    if (!g_file_get_contents(path, &contents, &len, &local)) {
+    if (!hdFileReadRegular(path, HD_XML_MAX_SIZE, &contents, &len, &local)) {
         hdErrorSet(error, HD_ERROR_INVALID_ARG, _("cannot read XML file '%1$s': %2$s"),
                    path, local->message);
         return NULL;
     }
-    return hdDomainDefParseString(contents, len, error);
+    return hdDomainDefParseData(contents, len, FALSE, error);
 }

@@ -15,21 +15,16 @@
 #include "hdfile.h"
 
 
-gboolean
-hdFileReadAttr(const char *path, char **contents, GError **error)
+/* Read @fd (opened from @path) to its end into @buf, at most @max bytes:
+ * a file that turns out bigger is refused as soon as it is noticed,
+ * whatever its size said before (it may grow, or report none: sysfs). */
+static gboolean
+hdFileReadMax(int fd, const char *path, gsize max, GString *buf, GError **error)
 {
-    g_autofree char *buf = g_malloc(HD_FILE_ATTR_MAX + 1);
-    g_auto(hdFd) fd = -1;
-    gsize len = 0;
+    char chunk[16384];
 
-    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
-        hdErrorSetSystem(error, errno, _("cannot open '%1$s'"), path);
-        return FALSE;
-    }
-
-    /* Read one byte more than an attribute can hold to notice bigger files. */
-    while (len <= HD_FILE_ATTR_MAX) {
-        ssize_t got = read(fd, buf + len, HD_FILE_ATTR_MAX + 1 - len);
+    for (;;) {
+        ssize_t got = read(fd, chunk, MIN(sizeof(chunk), max + 1 - buf->len));
 
         if (got < 0 && errno == EINTR)
             continue;
@@ -38,24 +33,86 @@ hdFileReadAttr(const char *path, char **contents, GError **error)
             return FALSE;
         }
         if (got == 0)
-            break;
-        len += got;
+            return TRUE;
+        g_string_append_len(buf, chunk, got);
+        if (buf->len > max) {
+            hdErrorSetSystem(error, EFBIG,
+                             _("'%1$s' is larger than %2$" G_GSIZE_FORMAT " bytes"),
+                             path, max);
+            return FALSE;
+        }
     }
+}
 
-    if (len > HD_FILE_ATTR_MAX) {
-        hdErrorSetSystem(error, EFBIG, _("'%1$s' is larger than %2$d bytes"),
-                         path, HD_FILE_ATTR_MAX);
+
+gboolean
+hdFileReadAttr(const char *path, char **contents, GError **error)
+{
+    g_autoptr(GString) buf = g_string_sized_new(64);
+    g_auto(hdFd) fd = -1;
+
+    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
+        hdErrorSetSystem(error, errno, _("cannot open '%1$s'"), path);
         return FALSE;
     }
-    if (memchr(buf, '\0', len)) {
+    if (!hdFileReadMax(fd, path, HD_FILE_ATTR_MAX, buf, error))
+        return FALSE;
+    if (memchr(buf->str, '\0', buf->len)) {
         hdErrorSetSystem(error, EINVAL, _("'%1$s' contains a NUL byte"), path);
         return FALSE;
     }
 
-    if (len > 0 && buf[len - 1] == '\n')
-        len--;
-    buf[len] = '\0';
-    *contents = g_steal_pointer(&buf);
+    if (buf->len > 0 && buf->str[buf->len - 1] == '\n')
+        g_string_truncate(buf, buf->len - 1);
+    *contents = g_string_free(g_steal_pointer(&buf), FALSE);
+    return TRUE;
+}
+
+
+static const char *
+hdFileKind(mode_t mode)
+{
+    if (S_ISDIR(mode))
+        return _("a directory");
+    if (S_ISFIFO(mode))
+        return _("a FIFO");
+    if (S_ISCHR(mode))
+        return _("a character device");
+    if (S_ISBLK(mode))
+        return _("a block device");
+    if (S_ISSOCK(mode))
+        return _("a socket");
+    return _("a special file");
+}
+
+
+gboolean
+hdFileReadRegular(const char *path, gsize max, char **contents, gsize *len, GError **error)
+{
+    g_autoptr(GString) buf = NULL;
+    g_auto(hdFd) fd = -1;
+    struct stat sb;
+
+    /* O_NONBLOCK: opening a FIFO must not wait for a writer.  It changes
+     * nothing for a regular file. */
+    if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)) < 0) {
+        hdErrorSetSystem(error, errno, _("cannot open '%1$s'"), path);
+        return FALSE;
+    }
+    if (fstat(fd, &sb) < 0) {
+        hdErrorSetSystem(error, errno, _("cannot stat '%1$s'"), path);
+        return FALSE;
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        hdErrorSet(error, HD_ERROR_INVALID_ARG, _("'%1$s' is %2$s, not a regular file"), path,
+                   hdFileKind(sb.st_mode));
+        return FALSE;
+    }
+    buf = g_string_sized_new(MIN((gsize)sb.st_size, max) + 1);
+    if (!hdFileReadMax(fd, path, max, buf, error))
+        return FALSE;
+    *len = buf->len;
+    *contents = g_string_free(g_steal_pointer(&buf), FALSE);
     return TRUE;
 }
 

@@ -22,6 +22,14 @@ G_BEGIN_DECLS
  * without the kernel's trailing newline. */
 gboolean hdFileReadAttr(const char *path, char **contents, GError **error);
 
+/* Read the regular file @path, at most @max bytes, into *contents (with a
+ * NUL added after *len bytes).  Anything else (a FIFO, a device such as
+ * /dev/zero, a directory) is refused before anything is read, and the
+ * bound holds while reading: a file that grows past @max is refused, never
+ * read whole.  For files a user names. */
+gboolean hdFileReadRegular(const char *path, gsize max, char **contents, gsize *len,
+                           GError **error);
+
 /* Write @value to a sysfs attribute in one write(): open O_WRONLY (sysfs
  * files are never created or truncated), write, close.  A short write or a
  * failing close() is an error, because sysfs reports the result of the

@@ -4,6 +4,9 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #include <string.h>
+#include <sys/stat.h>
+
+#include <glib/gstdio.h>
 
 #include "hostdev/domain.h"
 #include "hostdev/error.h"
@@ -288,6 +291,58 @@ testMissingFile(void)
 }
 
 
+/* A file is read in the encoding it declares; a string is UTF-8 text
+ * whatever its declaration says (hostdevctl converted the file already). */
+static void
+testEncoding(void)
+{
+    const char *latin1 = "<?xml version='1.0' encoding='ISO-8859-1'?>\n"
+                         "<domain><name>g\xe4st</name></domain>\n";
+    const char *utf8 = "<?xml version='1.0' encoding='ISO-8859-1'?>\n"
+                       "<domain><name>g\xc3\xa4st</name></domain>\n";
+    g_autofree char *dir = g_dir_make_tmp("hdtest-xml-XXXXXX", NULL);
+    g_autofree char *path = g_build_filename(dir, "latin1.xml", NULL);
+    g_autoptr(GError) error = NULL;
+    g_autoptr(hdDomainDef) from_file = NULL;
+    g_autoptr(hdDomainDef) from_string = NULL;
+
+    g_assert_true(g_file_set_contents(path, latin1, -1, NULL));
+    from_file = hdDomainDefParseFile(path, &error);
+    g_assert_no_error(error);
+    g_assert_cmpstr(from_file->name, ==, "g\xc3\xa4st");
+    from_string = hdDomainDefParseString(utf8, strlen(utf8), &error);
+    g_assert_no_error(error);
+    g_assert_cmpstr(from_string->name, ==, "g\xc3\xa4st");
+    g_unlink(path);
+    g_rmdir(dir);
+}
+
+
+/* Not a regular file: refused at once, not read (a FIFO without a writer
+ * would block for ever, /dev/zero never ends). */
+static void
+testNotRegular(void)
+{
+    g_autofree char *dir = g_dir_make_tmp("hdtest-xml-XXXXXX", NULL);
+    g_autofree char *fifo = g_build_filename(dir, "fifo.xml", NULL);
+    const char *const paths[] = { fifo, "/dev/zero" };
+    guint i;
+
+    g_assert_cmpint(mkfifo(fifo, 0600), ==, 0);
+    for (i = 0; i < G_N_ELEMENTS(paths); i++) {
+        g_autoptr(GError) error = NULL;
+        g_autoptr(hdDomainDef) def = hdDomainDefParseFile(paths[i], &error);
+
+        g_assert_null(def);
+        g_assert_error(error, HD_ERROR, HD_ERROR_INVALID_ARG);
+        g_assert_nonnull(strstr(error->message, "not a regular file"));
+        g_assert_nonnull(strstr(error->message, paths[i]));
+    }
+    g_unlink(fifo);
+    g_rmdir(dir);
+}
+
+
 int
 main(int argc, char **argv)
 {
@@ -298,6 +353,8 @@ main(int argc, char **argv)
     g_test_add_func("/domainxml/lone-hostdev", testLoneHostdev);
     g_test_add_func("/domainxml/interface-hostdev", testInterfaceHostdev);
     g_test_add_func("/domainxml/lone-interface", testLoneInterface);
+    g_test_add_func("/domainxml/encoding", testEncoding);
+    g_test_add_func("/domainxml/not-regular", testNotRegular);
     g_test_add_func("/domainxml/external-entity", testExternalEntityNotLoaded);
     g_test_add_func("/domainxml/too-large", testTooLarge);
     g_test_add_func("/domainxml/missing-file", testMissingFile);

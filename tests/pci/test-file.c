@@ -254,6 +254,55 @@ test_attr_read_errors(Fixture *f, gconstpointer data)
 }
 
 
+/* A file a user names: regular files only, refused before reading
+ * otherwise (a FIFO must not block, /dev/zero never ends), and the bound
+ * holds while reading, whatever the size stat() gave. */
+static void
+test_regular_read(Fixture *f, gconstpointer data)
+{
+    g_autofree char *path = g_build_filename(f->dir, "dom.xml", NULL);
+    g_autofree char *fifo = g_build_filename(f->dir, "fifo", NULL);
+    g_autofree char *big = g_strnfill(100, 'x');
+    g_autofree char *contents = NULL;
+    g_autoptr(GError) err = NULL;
+    gsize len = 0;
+
+    write_file(path, "ab\0cd", 5);
+    g_assert_true(hdFileReadRegular(path, 5, &contents, &len, &err));
+    g_assert_no_error(err);
+    g_assert_cmpuint(len, ==, 5);
+    g_assert_cmpmem(contents, 6, "ab\0cd\0", 6);
+    g_clear_pointer(&contents, g_free);
+
+    write_file(path, big, -1);
+    g_assert_false(hdFileReadRegular(path, 99, &contents, &len, &err));
+    g_assert_error(err, HD_SYSTEM_ERROR, EFBIG);
+    g_assert_nonnull(strstr(err->message, path));
+    g_clear_error(&err);
+    g_assert_null(contents);
+
+    g_assert_cmpint(mkfifo(fifo, 0600), ==, 0);
+    g_assert_false(hdFileReadRegular(fifo, 1024, &contents, &len, &err));
+    g_assert_error(err, HD_ERROR, HD_ERROR_INVALID_ARG);
+    g_assert_nonnull(strstr(err->message, "is a FIFO"));
+    g_clear_error(&err);
+
+    g_assert_false(hdFileReadRegular("/dev/zero", 1024, &contents, &len, &err));
+    g_assert_error(err, HD_ERROR, HD_ERROR_INVALID_ARG);
+    g_assert_nonnull(strstr(err->message, "character device"));
+    g_clear_error(&err);
+
+    g_assert_false(hdFileReadRegular(f->dir, 1024, &contents, &len, &err));
+    g_assert_error(err, HD_ERROR, HD_ERROR_INVALID_ARG);
+    g_clear_error(&err);
+
+    /* procfs reports a size of 0 and has more: the bound is what counts. */
+    g_assert_false(hdFileReadRegular("/proc/self/maps", 64, &contents, &len, &err));
+    g_assert_error(err, HD_SYSTEM_ERROR, EFBIG);
+    g_assert_null(contents);
+}
+
+
 static void
 test_attr_write(Fixture *f, gconstpointer data)
 {
@@ -341,6 +390,7 @@ main(int argc, char **argv)
     ADD("attr/read", test_attr_read);
     ADD("attr/read-errors", test_attr_read_errors);
     ADD("attr/write", test_attr_write);
+    ADD("regular/read", test_regular_read);
     ADD("attr/write-errors", test_attr_write_errors);
     ADD("link/name", test_link_name);
 

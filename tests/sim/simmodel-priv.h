@@ -14,6 +14,9 @@
 /* Longest driver_override the kernel accepts (PAGE_SIZE - 1, minus NUL). */
 #define SIM_OVERRIDE_MAX 4094
 
+/* Largest topology file read. */
+#define SIM_TOPOLOGY_MAX (4 * 1024 * 1024)
+
 /* Largest cost a ctl command may set: one hour. */
 #define SIM_COST_MAX_MS 3600000
 

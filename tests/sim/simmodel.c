@@ -13,6 +13,7 @@
 
 #include <json-glib/json-glib.h>
 
+#include "hdfile.h"
 #include "simmodel-priv.h"
 
 void
@@ -72,7 +73,8 @@ simModelNewFromFile(const char *path, GError **error)
     g_autofree char *data = NULL;
     gsize length = 0;
 
-    if (!g_file_get_contents(path, &data, &length, error))
+    /* A file the user names: a FIFO or a device must not hang the start. */
+    if (!hdFileReadRegular(path, SIM_TOPOLOGY_MAX, &data, &length, error))
         return NULL;
     return simModelNewFromData(data, length, error);
 }

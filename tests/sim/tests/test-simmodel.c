@@ -356,6 +356,20 @@ testEventsAndState(void)
 }
 
 
+/* The topology is a file the user names: a device or a FIFO is refused
+ * at once instead of being read for ever. */
+static void
+testTopologyNotRegular(void)
+{
+    g_autoptr(GError) error = NULL;
+    g_autoptr(simModel) model = simModelNewFromFile("/dev/zero", &error);
+
+    g_assert_null(model);
+    g_assert_nonnull(error);
+    g_assert_nonnull(strstr(error->message, "not a regular file"));
+}
+
+
 int
 main(int argc, char **argv)
 {
@@ -375,6 +389,7 @@ main(int argc, char **argv)
 
         g_test_add_data_func(path, &badTopologies[i], testTopologyErrors);
     }
+    g_test_add_func("/simmodel/topology/not-regular", testTopologyNotRegular);
     g_test_add_func("/simmodel/bind-codes", testBindCodes);
     g_test_add_func("/simmodel/drivers-probe", testProbe);
     g_test_add_func("/simmodel/open", testOpen);
