@@ -19,6 +19,8 @@
 #include <glib/gi18n.h>
 #include <json-glib/json-glib.h>
 
+#include "hdc-xmlfile.h"
+
 #define HDC_DEFAULT_SOCKET "/run/hostdevd.sock"
 #define HDC_MAX_FILE_SIZE (1024 * 1024)
 #define HDC_MAX_LINE (16 * 1024 * 1024)
@@ -674,15 +676,9 @@ hdcXmlCommand(const char *command, char **args, JsonNode **ret)
     g_autoptr(JsonNode) req = NULL;
     g_autoptr(JsonNode) result = NULL;
     hdcExit rc;
-    gsize len;
 
-    if (!g_file_get_contents(args[1], &xml, &len, &error)) {
+    if (!(xml = hdcXmlFileRead(args[1], HDC_MAX_FILE_SIZE, &error))) {
         hdcPrintError("%s", error->message);
-        return HDC_EXIT_USAGE;
-    }
-    if (len > HDC_MAX_FILE_SIZE || strlen(xml) != len) {
-        hdcPrintError(_("%1$s: not a text file of at most %2$u bytes"), args[1],
-                      (unsigned int)HDC_MAX_FILE_SIZE);
         return HDC_EXIT_USAGE;
     }
     req = hdcArgs("domain", args[0], "xml", xml, NULL);

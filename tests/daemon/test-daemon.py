@@ -3,7 +3,7 @@
 """End to end: hostdevctl (and the Python client) against hostdevd on the
 simulated host.
 
-    test-daemon.py verbs|bad-input|device-xml|protocol|restart|pending
+    test-daemon.py verbs|bad-input|device-xml|xml-files|protocol|restart|pending
 
 Each case mounts its own simulated gpu16 host, runs its own hostdevd and,
 when needed, a stand-in QEMU (scripts/demo-qemu.py).  Needs root and
@@ -154,9 +154,9 @@ class Env:
     def client(self):
         return client_mod.HostdevClient(self.sock, timeout=60)
 
-    def ctl(self, *args, expect=0, tool=HOSTDEVCTL, **kw):
+    def ctl(self, *args, expect=0, tool=HOSTDEVCTL, timeout=120, **kw):
         p = subprocess.run([tool, "--socket", self.sock, *args], capture_output=True,
-                           text=True, timeout=120, **kw)
+                           text=True, timeout=timeout, **kw)
         if expect is not None and p.returncode != expect:
             raise AssertionError(f"hostdevctl {' '.join(args)}: exit {p.returncode}, "
                                  f"expected {expect}\n{p.stdout}{p.stderr}")
@@ -533,6 +533,61 @@ def case_device_xml(env):
     check(env.violations() == 0, "no viability violation")
 
 
+def case_xml_files(env):
+    """The XML file a user names: read with a bound, regular files only,
+    converted to UTF-8 by its declared encoding."""
+    env.start_daemon()
+    orig = env.drivers()
+
+    # /dev/zero never ends, a FIFO without a writer blocks its reader: both
+    # are refused at once, before anything is read.
+    fifo = os.path.join(env.work, "fifo.xml")
+    os.mkfifo(fifo)
+    for path, kind in (("/dev/zero", "character device"), (fifo, "FIFO"),
+                       (env.work, "directory")):
+        p = env.ctl("prepare", "guest", path, expect=2, timeout=10)
+        check(path in p.stderr and kind in p.stderr and "not a regular file" in p.stderr,
+              f"a {kind} is refused at once, named")
+
+    # A valid ISO-8859-1 file, and a UTF-16 one with its byte order mark.
+    name = "g\u00e4st"
+    env.ctl("define", name)
+    latin1 = env.write("latin1.xml", "")
+    with open(latin1, "wb") as f:
+        f.write(("<?xml version='1.0' encoding='ISO-8859-1'?>\n"
+                 + domain_xml(name, hostdev_xml([VF0]))).encode("latin-1"))
+    env.ctl("prepare", name, latin1)
+    check(env.state_of(VF0)["domain"] == name,
+          "an ISO-8859-1 file is converted: its <name> matches the domain")
+    utf16 = env.write("utf16.xml", "")
+    with open(utf16, "wb") as f:
+        f.write(("<?xml version='1.0' encoding='UTF-16'?>\n"
+                 + domain_xml(name, hostdev_xml([VF1]))).encode("utf-16"))
+    env.ctl("prepare", name, utf16)
+    check(env.state_of(VF1)["domain"] == name, "a UTF-16 file with a byte order mark too")
+    env.ctl("destroy", name)
+
+    # What cannot be decoded is refused by hostdevctl, naming the file.
+    for what, data, says in [
+        ("Latin-1 bytes declaring no encoding",
+         domain_xml(name, hostdev_xml([VF0])).encode("latin-1"), "not valid UTF-8"),
+        ("an unknown encoding",
+         b"<?xml version='1.0' encoding='x-no-such'?><domain/>", "unknown encoding"),
+        ("bytes the declared encoding does not have",
+         b"<?xml version='1.0' encoding='Shift_JIS'?><domain><name>\x82\xff</name></domain>",
+         "not valid Shift_JIS"),
+        ("UTF-16 declared without a byte order mark",
+         b"<?xml version='1.0' encoding='UTF-16'?><domain/>", "UTF-16"),
+        ("a NUL byte", b"<domain><name>a\0b</name></domain>", "NUL"),
+    ]:
+        path = env.write("bad.xml", "")
+        with open(path, "wb") as f:
+            f.write(data)
+        p = env.ctl("prepare", name, path, expect=2)
+        check(path in p.stderr and says in p.stderr, f"{what}: refused, naming the file")
+    check(env.drivers() == orig, "nothing changed on the host")
+
+
 def case_protocol(env):
     """The protocol itself, through the Python client of docs/protocol.rst."""
     env.start_daemon()
@@ -730,8 +785,8 @@ def run(case):
 
 
 def main():
-    if len(sys.argv) != 2 or sys.argv[1] not in ("verbs", "bad-input", "device-xml", "protocol",
-                                                  "restart", "pending"):
+    if len(sys.argv) != 2 or sys.argv[1] not in ("verbs", "bad-input", "device-xml", "xml-files",
+                                                  "protocol", "restart", "pending"):
         print(__doc__, file=sys.stderr)
         return 2
     return run(globals()["case_" + sys.argv[1].replace("-", "_")])
