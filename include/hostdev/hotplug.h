@@ -4,8 +4,12 @@
  * The flow, for one or more devices of one domain:
  *  1. device_del each device (by its alias) on the guest's QEMU monitor;
  *  2. wait for DEVICE_DELETED of each (deadline scaled by the number of
- *     devices); a guest that refuses or ignores the unplug gets a timeout
- *     error and its devices stay assigned;
+ *     devices, or the caller's); a guest that refuses, ignores or is slow
+ *     to answer the unplug gets a timeout error and its devices stay
+ *     assigned, their unplug still requested (hdHotplugResult): a later
+ *     call with them in hdHotplugOptions.requested waits for them again,
+ *     or finds them gone from QEMU (their DEVICE_DELETED came while nobody
+ *     listened) and goes on as if it had come in time;
  *  3. with a dedicated finalize event (hdQemuCaps), wait for it too;
  *  4. hand the devices to the manager's release: they go on the inactive
  *     list, and their groups are given back if free;
@@ -34,9 +38,17 @@ typedef struct {
     guint command_timeout_ms;        /* each QMP command */
     guint unplug_base_ms;            /* DEVICE_DELETED: base + per device */
     guint unplug_per_device_ms;
+    guint unplug_timeout_ms;         /* non-zero: the DEVICE_DELETED deadline */
     guint release_base_ms;           /* group closed after the signal */
     guint release_per_device_ms;
     guint proc_release_per_device_ms; /* same, when QEMU predates 2.11 */
+    /* Aliases (NULL-terminated; NULL: none) whose device_del QEMU accepted
+     * in an earlier call that gave up at its deadline.  A device QEMU no
+     * longer has (hdQemuListDevices) was deleted while nobody listened: it
+     * is released without asking QEMU again.  One QEMU still has is asked
+     * again, and a refusal (QEMU >= 6.1 refuses a second device_del while
+     * the first waits for the guest) only means it is still leaving. */
+    const char *const *requested;
 } hdHotplugOptions;
 
 /* Defaults: 10 s + 5 s per device for the unplug (Linux guests wait 5 s
@@ -54,6 +66,10 @@ typedef struct {
      * vfio-pci as asked, are not counted. */
     guint waiting;
     char *problem;                   /* why groups wait; NULL if none */
+    /* hdPCIAddress: devices whose unplug QEMU accepted but whose
+     * DEVICE_DELETED did not come by the deadline; still assigned.  NULL
+     * if none. */
+    GArray *unplug_pending;
 } hdHotplugResult;
 
 void hdHotplugResultClear(hdHotplugResult *result);

@@ -155,4 +155,10 @@ const hdQemuCaps *hdQemuProbe(hdQmp *qmp, const char *finalize_event, guint time
                               GError **error);
 const hdQemuCaps *hdQmpGetCaps(hdQmp *qmp);
 
+/* The ids of the devices QEMU has (the children of /machine/peripheral,
+ * where device_del looks them up): a set of char *.  A device is there
+ * until QEMU unplugged it, also while its unplug waits for the guest, and
+ * gone by the time DEVICE_DELETED is sent. */
+GHashTable *hdQemuListDevices(hdQmp *qmp, guint timeout_ms, GError **error);
+
 G_END_DECLS

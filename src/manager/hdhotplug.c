@@ -47,6 +47,7 @@ struct _hdHotplug {
 void
 hdHotplugOptionsInit(hdHotplugOptions *opts)
 {
+    memset(opts, 0, sizeof(*opts));
     opts->command_timeout_ms = 10000;
     opts->unplug_base_ms = 10000;
     opts->unplug_per_device_ms = 5000;
@@ -60,6 +61,7 @@ void
 hdHotplugResultClear(hdHotplugResult *result)
 {
     g_clear_pointer(&result->problem, g_free);
+    g_clear_pointer(&result->unplug_pending, g_array_unref);
     memset(result, 0, sizeof(*result));
 }
 
@@ -193,6 +195,82 @@ hdHotplugValidate(hdHotplug *hotplug, const char *domain, GPtrArray *hostdevs, G
 }
 
 
+static gboolean
+hdHotplugWasRequested(const hdHotplugOptions *opts, const char *alias)
+{
+    return opts->requested && g_strv_contains(opts->requested, alias);
+}
+
+
+/* Whether QEMU still has the device @alias. */
+static gboolean
+hdHotplugQemuHas(hdQmp *qmp, const char *alias, const hdHotplugOptions *opts,
+                 gboolean *has, GError **error)
+{
+    g_autoptr(GHashTable) ids = hdQemuListDevices(qmp, opts->command_timeout_ms, error);
+
+    if (!ids)
+        return FALSE;
+    *has = g_hash_table_contains(ids, alias);
+    return TRUE;
+}
+
+
+/* QEMU no longer has @item: it was deleted, its group closed by QEMU as
+ * far as QEMU is concerned (the holder watch still decides). */
+static void
+hdHotplugGone(hdHotplugUnplug *unplug, hdHotplugItem *item)
+{
+    g_debug("QEMU no longer has %s: its unplug completed unheard", item->def->alias);
+    item->requested = TRUE;
+    item->deleted = TRUE;
+    item->finalized = TRUE;
+    hdHotplugUpdate(unplug);
+}
+
+
+static JsonNode *
+hdHotplugDeviceDel(hdQmp *qmp, const char *alias, const hdHotplugOptions *opts, GError **error)
+{
+    g_autoptr(JsonBuilder) builder = json_builder_new();
+    g_autoptr(JsonNode) args = NULL;
+
+    json_builder_begin_object(builder);
+    json_builder_set_member_name(builder, "id");
+    json_builder_add_string_value(builder, alias);
+    json_builder_end_object(builder);
+    args = json_builder_get_root(builder);
+    return hdQmpCommand(qmp, "device_del", args, NULL, 0, opts->command_timeout_ms, error);
+}
+
+
+/* Step 2 for a device whose unplug an earlier call requested: gone from
+ * QEMU, asked again, or (QEMU refusing a second request) still leaving. */
+static gboolean
+hdHotplugRequestAgain(hdQmp *qmp, hdHotplugUnplug *unplug, hdHotplugItem *item,
+                      const hdHotplugOptions *opts, GError **error)
+{
+    g_autoptr(JsonNode) ret = NULL;
+    g_autoptr(GError) refused = NULL;
+    gboolean has = FALSE;
+
+    if (!hdHotplugQemuHas(qmp, item->def->alias, opts, &has, error))
+        return FALSE;
+    if (has && !(ret = hdHotplugDeviceDel(qmp, item->def->alias, opts, &refused)) &&
+        !hdHotplugQemuHas(qmp, item->def->alias, opts, &has, error))
+        return FALSE;
+    if (!has) {
+        hdHotplugGone(unplug, item);
+        return TRUE;
+    }
+    if (refused)
+        g_debug("%s is still leaving the guest: %s", item->def->alias, refused->message);
+    item->requested = TRUE;
+    hdHotplugUpdate(unplug);
+    return TRUE;
+}
+
+
 /* Step 2: device_del each device.  Stops at the first refusal: the devices
  * already requested are still waited for and released. */
 static gboolean
@@ -203,17 +281,14 @@ hdHotplugRequest(hdQmp *qmp, hdHotplugUnplug *unplug, const hdHotplugOptions *op
 
     for (i = 0; i < unplug->items->len; i++) {
         hdHotplugItem *item = &g_array_index(unplug->items, hdHotplugItem, i);
-        g_autoptr(JsonBuilder) builder = json_builder_new();
-        g_autoptr(JsonNode) args = NULL;
         g_autoptr(JsonNode) ret = NULL;
 
-        json_builder_begin_object(builder);
-        json_builder_set_member_name(builder, "id");
-        json_builder_add_string_value(builder, item->def->alias);
-        json_builder_end_object(builder);
-        args = json_builder_get_root(builder);
-        if (!(ret = hdQmpCommand(qmp, "device_del", args, NULL, 0, opts->command_timeout_ms,
-                                 error)))
+        if (hdHotplugWasRequested(opts, item->def->alias)) {
+            if (!hdHotplugRequestAgain(qmp, unplug, item, opts, error))
+                return FALSE;
+            continue;
+        }
+        if (!(ret = hdHotplugDeviceDel(qmp, item->def->alias, opts, error)))
             return FALSE;
         item->requested = TRUE;
         hdHotplugUpdate(unplug);
@@ -234,18 +309,20 @@ hdHotplugRequested(hdHotplugUnplug *unplug)
 }
 
 
-/* Step 3: wait for DEVICE_DELETED of every requested device. */
+/* Step 3: wait for DEVICE_DELETED of every requested device.  At the
+ * deadline the ones still in the guest go to result->unplug_pending. */
 static gboolean
 hdHotplugWaitDeleted(hdQmp *qmp, const char *domain, hdHotplugUnplug *unplug,
-                     const hdHotplugOptions *opts, GError **error)
+                     const hdHotplugOptions *opts, hdHotplugResult *result, GError **error)
 {
-    guint timeout = hdReleaseDeadlineMs(opts->unplug_base_ms, opts->unplug_per_device_ms,
+    guint timeout = opts->unplug_timeout_ms ? opts->unplug_timeout_ms :
+                    hdReleaseDeadlineMs(opts->unplug_base_ms, opts->unplug_per_device_ms,
                                         hdHotplugRequested(unplug));
     g_autoptr(GString) missing = g_string_new(NULL);
     g_autoptr(GError) local = NULL;
     guint i;
 
-    if (hdQmpWaitUntil(qmp, &unplug->deleted, timeout, &local))
+    if (unplug->deleted || hdQmpWaitUntil(qmp, &unplug->deleted, timeout, &local))
         return TRUE;
     if (!g_error_matches(local, HD_ERROR, HD_ERROR_TIMEOUT)) {
         g_propagate_error(error, g_steal_pointer(&local));
@@ -254,12 +331,16 @@ hdHotplugWaitDeleted(hdQmp *qmp, const char *domain, hdHotplugUnplug *unplug,
     for (i = 0; i < unplug->items->len; i++) {
         hdHotplugItem *item = &g_array_index(unplug->items, hdHotplugItem, i);
 
-        if (item->requested && !item->deleted)
-            g_string_append_printf(missing, "%s%s", missing->len ? ", " : "", item->def->alias);
+        if (!item->requested || item->deleted)
+            continue;
+        g_string_append_printf(missing, "%s%s", missing->len ? ", " : "", item->def->alias);
+        if (!result->unplug_pending)
+            result->unplug_pending = g_array_new(FALSE, FALSE, sizeof(hdPCIAddress));
+        g_array_append_val(result->unplug_pending, item->def->addr);
     }
     hdErrorSet(error, HD_ERROR_TIMEOUT,
-               _("the guest of domain %1$s did not release %2$s within %3$u ms; "
-                 "it stays assigned"), domain, missing->str, timeout);
+               _("the guest of domain %1$s did not release %2$s within %3$u ms; it stays "
+                 "assigned while QEMU waits for the guest"), domain, missing->str, timeout);
     return FALSE;
 }
 
@@ -515,7 +596,7 @@ hdHotplugDetach(hdHotplug *hotplug, hdQmp *qmp, const char *domain, GPtrArray *h
                                                 hdHotplugOnEvent, &unplug);
     if (hdHotplugRequest(qmp, &unplug, opts, &unplug_error) || hdHotplugRequested(&unplug))
         /* Step 3: the guest lets go of each requested device. */
-        hdHotplugWaitDeleted(qmp, domain, &unplug, opts,
+        hdHotplugWaitDeleted(qmp, domain, &unplug, opts, result,
                              unplug_error ? NULL : &unplug_error);
 
     /* Step 3b: the dedicated event says QEMU closed the group.  Without it
@@ -545,8 +626,10 @@ hdHotplugDetach(hdHotplug *hotplug, hdQmp *qmp, const char *domain, GPtrArray *h
         hdManagerRemoveEventHandler(hotplug->mgr, id);
         result->groups_given_back = g_hash_table_size(given_back);
         result->waiting = hdHotplugCountWaiting(hotplug, addrs);
-        if (!released)
+        if (!released) {
+            hdHotplugResultClear(&ignored);
             return FALSE;
+        }
     }
     hdHotplugResultClear(&ignored);
     if (unplug_error) {

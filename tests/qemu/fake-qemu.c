@@ -2,8 +2,8 @@
  * fake-qemu.c: a QMP server that holds files the way QEMU holds VFIO groups
  *
  *   fake-qemu --socket PATH [--version X.Y.Z] [--no-schema]
- *             [--mode modern|old|ignore] [--close-delay-ms N]
- *             [--finalize-event NAME] --device ALIAS=PATH...
+ *             [--mode modern|old|ignore|slow] [--close-delay-ms N]
+ *             [--unplug-delay-ms N] [--finalize-event NAME] --device ALIAS=PATH...
  *
  * Each --device is a passed-through device: PATH (its group node, e.g. a
  * simulated /dev/vfio/N) is opened at start, once per distinct path, as
@@ -13,8 +13,13 @@
  *           DEVICE_DELETED (QEMU >= 2.11: the event comes from finalize);
  *   old     sends DEVICE_DELETED at once and closes the group
  *           --close-delay-ms later (QEMU < 2.11, seed 000: ~5 s);
- *   ignore  does nothing (a guest that ignores the unplug).
+ *   ignore  does nothing (a guest that ignores the unplug);
+ *   slow    a slow guest: --unplug-delay-ms later, as modern.  Meanwhile
+ *           the device is still there, and another device_del of it is
+ *           refused as QEMU >= 6.1 refuses it ("already in the process of
+ *           unplug").
  * With --finalize-event, NAME {"device": ALIAS} follows the close.
+ * qom-list of /machine/peripheral lists the devices still there.
  * --no-schema answers query-qmp-schema with CommandNotFound (QEMU < 2.5).
  * Prints "ready" once it listens and holds its files.
  *
@@ -37,6 +42,7 @@ typedef struct {
     char *alias;
     char *path;
     gboolean present;
+    gboolean unplugging;         /* slow: device_del accepted, not done yet */
 } FakeDevice;
 
 typedef struct {
@@ -51,6 +57,7 @@ static struct {
     GPtrArray *timers;           /* FakeTimer * */
     char *mode;
     guint close_delay_ms;
+    guint unplug_delay_ms;
     char *finalize_event;
     gboolean no_schema;
     int version[3];
@@ -126,6 +133,30 @@ fakeFinalize(FakeDevice *dev)
 
 
 static void
+fakeAddTimer(const char *alias, guint delay_ms)
+{
+    FakeTimer *timer = g_new0(FakeTimer, 1);
+
+    timer->when = g_get_monotonic_time() + (gint64)delay_ms * 1000;
+    timer->alias = g_strdup(alias);
+    g_ptr_array_add(fake.timers, timer);
+}
+
+
+/* QEMU >= 2.11: the group closed, then DEVICE_DELETED from finalize. */
+static void
+fakeUnplugModern(FakeDevice *dev)
+{
+    g_autofree char *alias = g_strdup(dev->alias);
+
+    fakeFinalize(dev);
+    fakeEvent("DEVICE_DELETED", alias);
+    if (fake.finalize_event)
+        fakeEvent(fake.finalize_event, alias);
+}
+
+
+static void
 fakeDeviceDel(const char *id, const char *alias)
 {
     FakeDevice *dev = alias ? fakeFindDevice(alias) : NULL;
@@ -138,22 +169,47 @@ fakeDeviceDel(const char *id, const char *alias)
         fakeSend(reply);
         return;
     }
+    if (dev->unplugging) {
+        reply = g_strdup_printf("{\"id\": \"%s\", \"error\": {\"class\": \"GenericError\", "
+                                "\"desc\": \"Device %s is already in the process of unplug\"}}"
+                                "\r\n", id, alias);
+        fakeSend(reply);
+        return;
+    }
     reply = g_strdup_printf("{\"return\": {}, \"id\": \"%s\"}\r\n", id);
     fakeSend(reply);
 
     if (g_str_equal(fake.mode, "modern")) {
-        fakeFinalize(dev);
-        fakeEvent("DEVICE_DELETED", alias);
-        if (fake.finalize_event)
-            fakeEvent(fake.finalize_event, alias);
+        fakeUnplugModern(dev);
     } else if (g_str_equal(fake.mode, "old")) {
-        FakeTimer *timer = g_new0(FakeTimer, 1);
-
         fakeEvent("DEVICE_DELETED", alias);
-        timer->when = g_get_monotonic_time() + (gint64)fake.close_delay_ms * 1000;
-        timer->alias = g_strdup(alias);
-        g_ptr_array_add(fake.timers, timer);
+        fakeAddTimer(alias, fake.close_delay_ms);
+    } else if (g_str_equal(fake.mode, "slow")) {
+        dev->unplugging = TRUE;
+        fakeAddTimer(alias, fake.unplug_delay_ms);
     }
+}
+
+
+/* The children of /machine/peripheral: the devices still there. */
+static char *
+fakeQomList(JsonObject *args)
+{
+    g_autoptr(GString) out = g_string_new("[{\"name\": \"type\", \"type\": \"string\"}");
+    guint i;
+
+    if (!args || g_strcmp0(json_object_get_string_member_with_default(args, "path", NULL),
+                           "/machine/peripheral") != 0)
+        return NULL;
+    for (i = 0; i < fake.devices->len; i++) {
+        FakeDevice *dev = g_ptr_array_index(fake.devices, i);
+
+        if (dev->present)
+            g_string_append_printf(out, ", {\"name\": \"%s\", \"type\": \"child<vfio-pci>\"}",
+                                   dev->alias);
+    }
+    g_string_append(out, "]");
+    return g_string_free(g_steal_pointer(&out), FALSE);
 }
 
 
@@ -215,6 +271,8 @@ fakeCommand(const char *line)
         ret = fakeSchema();
     else if (g_str_equal(name, "query-events"))
         ret = g_strdup("[{\"name\": \"SHUTDOWN\"}, {\"name\": \"DEVICE_DELETED\"}]");
+    else if (g_str_equal(name, "qom-list"))
+        ret = fakeQomList(args);
 
     if (ret)
         reply = g_strdup_printf("{\"return\": %s, \"id\": \"%s\"}\r\n", ret, id);
@@ -244,7 +302,9 @@ fakeRunTimers(void)
             i++;
             continue;
         }
-        if ((dev = fakeFindDevice(timer->alias))) {
+        if ((dev = fakeFindDevice(timer->alias)) && dev->unplugging) {
+            fakeUnplugModern(dev);
+        } else if (dev) {
             fakeFinalize(dev);
             if (fake.finalize_event)
                 fakeEvent(fake.finalize_event, timer->alias);
@@ -341,12 +401,15 @@ main(int argc, char **argv)
     g_autofree char *version = NULL;
     g_auto(GStrv) devices = NULL;
     gint close_delay = 0;
+    gint unplug_delay = 0;
     GOptionEntry entries[] = {
         { "socket", 0, 0, G_OPTION_ARG_FILENAME, &socket_path, "QMP socket", "PATH" },
         { "version", 0, 0, G_OPTION_ARG_STRING, &version, "QEMU version", "X.Y.Z" },
         { "no-schema", 0, 0, G_OPTION_ARG_NONE, &fake.no_schema, "no query-qmp-schema", NULL },
         { "mode", 0, 0, G_OPTION_ARG_STRING, &fake.mode, "modern|old|ignore", "MODE" },
         { "close-delay-ms", 0, 0, G_OPTION_ARG_INT, &close_delay, "old: close delay", "MS" },
+        { "unplug-delay-ms", 0, 0, G_OPTION_ARG_INT, &unplug_delay, "slow: unplug delay",
+          "MS" },
         { "finalize-event", 0, 0, G_OPTION_ARG_STRING, &fake.finalize_event, "event", "NAME" },
         { "device", 0, 0, G_OPTION_ARG_STRING_ARRAY, &devices, "device", "ALIAS=PATH" },
         { NULL },
@@ -365,6 +428,7 @@ main(int argc, char **argv)
     }
     fake.client = -1;
     fake.close_delay_ms = MAX(close_delay, 0);
+    fake.unplug_delay_ms = MAX(unplug_delay, 0);
     if (!fake.mode)
         fake.mode = g_strdup("modern");
     if (!version || sscanf(version, "%d.%d.%d", &fake.version[0], &fake.version[1],

@@ -323,6 +323,93 @@ testGuestIgnores(Fixture *f, gconstpointer data)
 }
 
 
+/* A detach whose deadline passed: a timeout, the device still assigned,
+ * its unplug requested. */
+static void
+detachTimesOut(Fixture *f, const char *addr, const char *alias)
+{
+    g_autoptr(GPtrArray) defs = hostdevs(addr, alias);
+    g_autoptr(hdDeviceInfo) info = NULL;
+    g_autoptr(GError) error = NULL;
+    hdPCIAddress pci = mgrtestAddr(addr);
+
+    hdHotplugResultClear(&f->result);
+    g_assert_false(hdHotplugDetach(f->hotplug, f->qmp, "vm1", defs, &f->opts, &f->result,
+                                   &error));
+    g_assert_error(error, HD_ERROR, HD_ERROR_TIMEOUT);
+    g_assert_nonnull(strstr(error->message, "while QEMU waits for the guest"));
+    g_assert_cmpuint(f->result.released, ==, 0);
+    g_assert_nonnull(f->result.unplug_pending);
+    g_assert_cmpuint(f->result.unplug_pending->len, ==, 1);
+    g_assert_cmpint(hdPCIAddressCompare(&g_array_index(f->result.unplug_pending, hdPCIAddress,
+                                                       0), &pci), ==, 0);
+    info = hdManagerGetDevice(f->mgr, &pci, NULL);
+    g_assert_cmpint(info->state, ==, HD_DEVICE_ACTIVE);
+    mgrtestAssertDriver(f->sim, addr, "vfio-pci");
+}
+
+
+/* A slow guest answers the unplug after the deadline; the retry, while
+ * QEMU still waits for the guest, is refused by QEMU ("already in the
+ * process of unplug") and waits again instead of failing. */
+static void
+testSlowGuestRetry(Fixture *f, gconstpointer data)
+{
+    const char *args[] = { "--mode=slow", "--unplug-delay-ms=1500", NULL };
+    const char *devices[] = { "hostdev0=3", NULL };
+    const char *requested[] = { "hostdev0", NULL };
+
+    assign(f, NIC "=hostdev0", NULL);
+    qemuStart(f, args, devices);
+    f->opts.unplug_timeout_ms = 200;
+    detachTimesOut(f, NIC, "hostdev0");
+
+    f->opts.unplug_timeout_ms = 10000;
+    f->opts.requested = requested;
+    detachOk(f, NIC, "hostdev0");
+    g_assert_cmpuint(f->result.released, ==, 1);
+    g_assert_null(f->result.unplug_pending);
+    assertGivenBackAfterClose(f, NIC, NIC_GROUP, "e1000e");
+}
+
+
+/* The guest let go after the deadline and nobody heard DEVICE_DELETED:
+ * QEMU no longer has the device.  A retry that knows the unplug was
+ * requested finds it gone and releases it; one that does not fails at
+ * device_del, as for an alias QEMU never had. */
+static void
+testSlowGuestUnheard(Fixture *f, gconstpointer data)
+{
+    const char *args[] = { "--mode=slow", "--unplug-delay-ms=300", NULL };
+    const char *devices[] = { "hostdev0=3", NULL };
+    const char *requested[] = { "hostdev0", NULL };
+    g_autoptr(GPtrArray) defs = hostdevs(NIC, "hostdev0");
+    g_autoptr(GError) error = NULL;
+    gint64 until;
+
+    assign(f, NIC "=hostdev0", NULL);
+    qemuStart(f, args, devices);
+    f->opts.unplug_timeout_ms = 100;
+    detachTimesOut(f, NIC, "hostdev0");
+    /* DEVICE_DELETED comes, with no handler for it. */
+    until = g_get_monotonic_time() + G_USEC_PER_SEC;
+    while (g_get_monotonic_time() < until)
+        g_main_context_iteration(f->ctx, FALSE);
+    g_assert_cmpint(eventSeq(f, "close", NULL, NIC_GROUP, NULL), !=, G_MAXINT64);
+
+    g_assert_false(hdHotplugDetach(f->hotplug, f->qmp, "vm1", defs, &f->opts, &f->result,
+                                   &error));
+    g_assert_error(error, HD_ERROR, HD_ERROR_NOT_FOUND);
+    g_assert_nonnull(strstr(error->message, "DeviceNotFound"));
+
+    f->opts.requested = requested;
+    detachOk(f, NIC, "hostdev0");
+    g_assert_cmpuint(f->result.released, ==, 1);
+    g_assert_cmpuint(f->result.groups_given_back, ==, 1);
+    assertGivenBackAfterClose(f, NIC, NIC_GROUP, "e1000e");
+}
+
+
 /* QEMU refuses the unplug (unknown alias): nothing changes. */
 static void
 testUnknownAlias(Fixture *f, gconstpointer data)
@@ -450,6 +537,8 @@ main(int argc, char **argv)
     ADD("/hotplug/finalize-event", testFinalizeEvent);
     ADD("/hotplug/guest-ignores", testGuestIgnores);
     ADD("/hotplug/unknown-alias", testUnknownAlias);
+    ADD("/hotplug/slow-guest-retry", testSlowGuestRetry);
+    ADD("/hotplug/slow-guest-unheard", testSlowGuestUnheard);
     ADD("/hotplug/held-past-deadline", testHeldPastDeadline);
     ADD("/hotplug/group-siblings", testGroupSiblings);
     ADD("/hotplug/group-together", testGroupTogether);

@@ -3,7 +3,9 @@
  *
  * qemu-system-x86_64 (TCG, paused, no guest OS): protocol conformance, a
  * real DEVICE_DELETED (a device hot-plugged into an empty PCIe root port,
- * whose slot is powered off, is deleted at once by device_del), and real
+ * whose slot is powered off, is deleted at once by device_del), a
+ * cold-plugged device whose unplug waits for the guest (still listed, a
+ * second device_del refused), and real
  * holders: a simulated /dev/vfio/N (a plain file without the simulated
  * host) passed to QEMU with add-fd and dropped with remove-fd, or QEMU
  * killed while it holds it.
@@ -68,6 +70,10 @@ fixtureSetUp(Fixture *f, gconstpointer data)
             "-global", "ICH9-LPC.acpi-pci-hotplug-with-bridge-support=off",
             "-S", "-nodefaults", "-display", "none", "-m", "64",
             "-device", "pcie-root-port,id=rp1,chassis=1,slot=1",
+            /* Cold-plugged: its slot is powered, its unplug waits for a
+             * guest that never comes. */
+            "-device", "pcie-root-port,id=rp2,chassis=2,slot=2",
+            "-device", "e1000e,id=cold0,bus=rp2",
             "-qmp", qmp_arg, NULL,
         };
 
@@ -210,6 +216,18 @@ onDeleted(hdQmp *qmp, const char *event, JsonObject *data, gpointer opaque)
 }
 
 
+/* Whether QEMU lists @alias among its devices (hdQemuListDevices). */
+static void
+assertHasDevice(Fixture *f, const char *alias, gboolean has)
+{
+    g_autoptr(GError) error = NULL;
+    g_autoptr(GHashTable) ids = hdQemuListDevices(f->qmp, 10000, &error);
+
+    g_assert_no_error(error);
+    g_assert_cmpint(g_hash_table_contains(ids, alias), ==, has);
+}
+
+
 /* device_add into the empty root port, then device_del: DEVICE_DELETED. */
 static void
 testDeviceDeleted(Fixture *f, gconstpointer data)
@@ -223,6 +241,7 @@ testDeviceDeleted(Fixture *f, gconstpointer data)
 
     added = command(f, "device_add", "{\"driver\": \"e1000e\", \"id\": \"nic0\", "
                                      "\"bus\": \"rp1\"}");
+    assertHasDevice(f, "nic0", TRUE);
     hdQmpAddEventHandler(f->qmp, "DEVICE_DELETED", onDeleted, &deleted);
     start = g_get_monotonic_time();
     deleted_ret = command(f, "device_del", "{\"id\": \"nic0\"}");
@@ -232,10 +251,40 @@ testDeviceDeleted(Fixture *f, gconstpointer data)
                    (g_get_monotonic_time() - start) / 1000.0);
     g_assert_cmpstr(deleted.path, ==, "/machine/peripheral/nic0");
     g_free(deleted.path);
+    assertHasDevice(f, "nic0", FALSE);
 
     /* It is gone: deleting it again fails. */
     g_assert_null(hdQmpCommand(f->qmp, "device_del", again, NULL, 0, 10000, &error));
     g_assert_error(error, HD_ERROR, HD_ERROR_NOT_FOUND);
+}
+
+
+/* A cold-plugged device's unplug waits for the guest (here, for ever):
+ * QEMU still has it, and refuses a second device_del meanwhile (QEMU
+ * >= 6.1; its pending delete expires after 5 s of guest time, which a
+ * paused guest never spends).  What a retried detach meets on a slow
+ * guest. */
+static void
+testUnplugPending(Fixture *f, gconstpointer data)
+{
+    g_autoptr(GError) error = NULL;
+    g_autoptr(JsonNode) ret = NULL;
+    g_autoptr(JsonNode) again = json_from_string("{\"id\": \"cold0\"}", NULL);
+    Deleted deleted = { .alias = "cold0" };
+
+    assertHasDevice(f, "cold0", TRUE);
+    hdQmpAddEventHandler(f->qmp, "DEVICE_DELETED", onDeleted, &deleted);
+    ret = command(f, "device_del", "{\"id\": \"cold0\"}");
+    g_assert_false(hdQmpWaitUntil(f->qmp, &deleted.deleted, 500, &error));
+    g_assert_error(error, HD_ERROR, HD_ERROR_TIMEOUT);
+    g_clear_error(&error);
+    assertHasDevice(f, "cold0", TRUE);
+
+    g_assert_null(hdQmpCommand(f->qmp, "device_del", again, NULL, 0, 10000, &error));
+    g_test_message("a second device_del: %s", error ? error->message : "accepted");
+    g_assert_error(error, HD_ERROR, HD_ERROR_OPERATION_FAILED);
+    g_assert_nonnull(strstr(error->message, "already in the process of unplug"));
+    assertHasDevice(f, "cold0", TRUE);
 }
 
 
@@ -401,6 +450,7 @@ main(int argc, char **argv)
     g_test_add(name, Fixture, NULL, fixtureSetUp, func, fixtureTearDown)
     ADD("/qemu/protocol", testProtocol);
     ADD("/qemu/device-deleted", testDeviceDeleted);
+    ADD("/qemu/unplug-pending", testUnplugPending);
     ADD("/qemu/holder-remove-fd", testHolderRemoveFd);
     ADD("/qemu/holder-killed", testHolderKilled);
     ADD("/qemu/quit", testQuit);

@@ -522,6 +522,50 @@ testProbe(void)
 }
 
 
+/* qom-list of /machine/peripheral: @opaque says how the answer looks. */
+static char *
+peerPeripheral(qmptestPeer *peer, const char *name, const char *id, JsonObject *args,
+               gpointer opaque)
+{
+    if (!g_str_equal(name, "qom-list") || !args ||
+        g_strcmp0(json_object_get_string_member_with_default(args, "path", NULL),
+                  "/machine/peripheral") != 0)
+        return g_strdup_printf("{\"id\": \"%s\", \"error\": {\"class\": \"GenericError\", "
+                               "\"desc\": \"unexpected\"}}\n", id);
+    if (g_str_equal(opaque, "list"))
+        return qmptestReturn(id, "[{\"name\": \"type\", \"type\": \"string\"},"
+                                 " {\"name\": \"hostdev0\", \"type\": \"child<vfio-pci>\"},"
+                                 " {\"name\": \"net0\", \"type\": \"child<virtio-net-pci>\"},"
+                                 " {\"name\": 5}, 7]");
+    return qmptestReturn(id, "{\"not\": \"a list\"}");
+}
+
+
+/* The devices QEMU still has: the children of /machine/peripheral, not
+ * its properties, whatever else the answer holds. */
+static void
+testListDevices(void)
+{
+    Fixture f = { 0 };
+    g_autoptr(GError) error = NULL;
+    g_autoptr(GHashTable) ids = NULL;
+
+    fixtureStartNegotiated(&f, peerPeripheral, "list");
+    ids = hdQemuListDevices(f.qmp, 5000, &error);
+    g_assert_no_error(error);
+    g_assert_cmpuint(g_hash_table_size(ids), ==, 2);
+    g_assert_true(g_hash_table_contains(ids, "hostdev0"));
+    g_assert_true(g_hash_table_contains(ids, "net0"));
+    fixtureStop(&f);
+
+    fixtureStartNegotiated(&f, peerPeripheral, "object");
+    g_assert_null(hdQemuListDevices(f.qmp, 5000, &error));
+    g_assert_error(error, HD_ERROR, HD_ERROR_OPERATION_FAILED);
+    g_assert_nonnull(strstr(error->message, "not a list"));
+    fixtureStop(&f);
+}
+
+
 static void
 testChooseSignal(void)
 {
@@ -580,6 +624,7 @@ main(int argc, char **argv)
 
     g_test_add_func("/qmp/negotiate", testNegotiate);
     g_test_add_func("/qmp/socket-peer-pid", testSocketPeerPid);
+    g_test_add_func("/qmp/list-devices", testListDevices);
     g_test_add_func("/qmp/arguments", testArguments);
     g_test_add_func("/qmp/errors", testErrors);
     g_test_add_func("/qmp/events", testEvents);
