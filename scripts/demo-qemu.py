@@ -134,7 +134,11 @@ class FakeQemu:
                                              "capabilities": []}})
                     continue
                 conn, buf = key.fileobj, key.data
-                data = conn.recv(65536)
+                try:
+                    data = conn.recv(65536)
+                except OSError:
+                    # A client that left with the greeting unread.
+                    data = b""
                 if not data:
                     self.sel.unregister(conn)
                     conn.close()
