@@ -42,6 +42,13 @@ GPU, AUDIO, GPU2, AUDIO2 = daemon_test.GPU, daemon_test.AUDIO, daemon_test.GPU2,
 HOSTDEVCTL = daemon_test.HOSTDEVCTL
 BUILD = daemon_test.BUILD
 
+# The SR-IOV NIC of gpu16: its PF and two of its VFs, each alone in its group.
+PF = "0000:60:00.0"
+VF0 = "0000:60:10.0"
+VF1 = "0000:60:10.2"
+USB_HOSTDEV = ("<hostdev mode='subsystem' type='usb' managed='yes'><source>"
+               "<vendor id='0x046d'/><product id='0xc52b'/></source></hostdev>")
+
 MAX_REQUEST = 1024 * 1024       # docs/protocol.rst, Limits
 MAX_DEPTH = 32
 
@@ -132,6 +139,32 @@ def stop_clean(env):
         log = f.read()
     check(rc == 0 and "Sanitizer" not in log,
           f"hostdevd {pid} exits cleanly, nothing leaked (exit {rc})")
+
+
+def source_of(addr):
+    d, b, sf = addr.split(":")
+    s, f = sf.split(".")
+    return (f"<source><address type='pci' domain='0x{d}' bus='0x{b}' slot='0x{s}' "
+            f"function='0x{f}'/></source>")
+
+
+def interface_xml(addr, mac=None, vlan=None):
+    """An SR-IOV VF as <interface type='hostdev'>, with its MAC and VLAN."""
+    mac_xml = f"<mac address='{mac}'/>" if mac else ""
+    vlan_xml = f"<vlan><tag id='{vlan}'/></vlan>" if vlan is not None else ""
+    return (f"<interface type='hostdev' managed='yes'>{source_of(addr)}{mac_xml}{vlan_xml}"
+            f"<alias name='{daemon_test.alias_of(addr)}'/></interface>")
+
+
+def domain_xml(name, *devices):
+    return f"<domain><name>{name}</name><devices>{''.join(devices)}</devices></domain>"
+
+
+def start_guest(env, name="guest"):
+    """A QEMU stand-in with no device yet, which destroy ends, as @name's."""
+    qemu, qmp = env.start_qemu([])
+    env.ctl("define", name, "--qmp", qmp, "--pid", str(qemu.pid))
+    return qemu
 
 
 def domain_names(env):
@@ -461,6 +494,185 @@ def hostile_signal(env):
     check(qemu.wait(timeout=10) is not None and env.driver(GPU) == "nvidia",
           "destroy signals the domain's QEMU, proven by the groups it holds")
     check(env.violations() == 0, "no viability violation")
+    stop_clean(env)
+
+
+def hostile_xml_files(env):
+    """Finding 7: 'hostdevctl prepare x /dev/zero' (or a FIFO) never returned,
+    the 1 MiB cap being checked after reading the whole file; a valid XML
+    file declared as ISO-8859-1 was refused as "not a JSON object".  Files
+    are read with a bound, regular files only, and converted to UTF-8 by the
+    encoding they declare; what cannot be decoded is refused, naming the
+    file."""
+    env.start_daemon()
+    orig = env.drivers()
+
+    # /dev/zero never ends, a FIFO without a writer blocks its reader: both
+    # are refused at once, before anything is read.
+    fifo = os.path.join(env.work, "fifo.xml")
+    os.mkfifo(fifo)
+    for path, kind in (("/dev/zero", "character device"), (fifo, "FIFO"),
+                       (env.work, "directory")):
+        p = env.ctl("prepare", "guest", path, expect=2, timeout=10)
+        check(path in p.stderr and kind in p.stderr and "not a regular file" in p.stderr,
+              f"a {kind} is refused at once, named")
+    big = env.write("big.xml", "<!--" + "x" * (2 * 1024 * 1024) + "-->")
+    p = env.ctl("prepare", "guest", big, expect=2)
+    check("1048576 bytes" in p.stderr, "a file over 1 MiB is refused, the bound named")
+
+    # A valid ISO-8859-1 file, and a UTF-16 one with its byte order mark.
+    name = "g\u00e4st"
+    env.ctl("define", name)
+    latin1 = env.write("latin1.xml", "")
+    with open(latin1, "wb") as f:
+        f.write(("<?xml version='1.0' encoding='ISO-8859-1'?>\n"
+                 + domain_xml(name, hostdev_xml([VF0]))).encode("latin-1"))
+    env.ctl("prepare", name, latin1)
+    check(env.state_of(VF0)["domain"] == name,
+          "an ISO-8859-1 file is converted: its <name> matches the domain")
+    utf16 = env.write("utf16.xml", "")
+    with open(utf16, "wb") as f:
+        f.write(("<?xml version='1.0' encoding='UTF-16'?>\n"
+                 + domain_xml(name, hostdev_xml([VF1]))).encode("utf-16"))
+    env.ctl("prepare", name, utf16)
+    check(env.state_of(VF1)["domain"] == name, "a UTF-16 file with a byte order mark too")
+    env.ctl("destroy", name)
+
+    # What cannot be decoded is refused by hostdevctl, naming the file.
+    for what, data, says in [
+        ("Latin-1 bytes declaring no encoding",
+         domain_xml(name, hostdev_xml([VF0])).encode("latin-1"), "not valid UTF-8"),
+        ("an unknown encoding",
+         b"<?xml version='1.0' encoding='x-no-such'?><domain/>", "unknown encoding"),
+        ("bytes the declared encoding does not have",
+         b"<?xml version='1.0' encoding='Shift_JIS'?><domain><name>\x82\xff</name></domain>",
+         "not valid Shift_JIS"),
+        ("UTF-16 declared without a byte order mark",
+         b"<?xml version='1.0' encoding='UTF-16'?><domain/>", "UTF-16"),
+        ("a NUL byte", b"<domain><name>a\0b</name></domain>", "NUL"),
+    ]:
+        path = env.write("bad.xml", "")
+        with open(path, "wb") as f:
+            f.write(data)
+        p = env.ctl("prepare", name, path, expect=2)
+        check(path in p.stderr and says in p.stderr, f"{what}: refused, naming the file")
+    check(env.drivers() == orig, "nothing changed on the host")
+    stop_clean(env)
+
+
+def hostile_lone_device(env):
+    """Finding 8: a lone <hostdev> was refused by prepare and attach-device
+    ("VF network settings need a <domain> with a <name>"), though
+    docs/protocol.rst accepts it and virsh attach-device takes it.  A lone
+    <hostdev> or <interface type='hostdev'> is served; VF settings are for
+    the domain the request names, and an error says what is really
+    missing."""
+    env.start_daemon()
+    orig = env.drivers()
+    start_guest(env)
+    env.ctl("prepare", "guest", env.write("vf0.xml", hostdev_xml([VF0])))
+    check(env.state_of(VF0)["domain"] == "guest", "prepare takes a lone <hostdev>")
+    env.ctl("attach-device", "guest", env.write("vf1.xml", hostdev_xml([VF1])))
+    check(env.state_of(VF1)["domain"] == "guest", "attach-device takes a lone <hostdev>")
+    env.ctl("destroy", "guest")
+    check(env.drivers() == orig, "both VFs given back")
+
+    # With the PF away from its driver the VF has no PF interface to set
+    # its MAC on: the error says exactly that, no <name> is asked for.
+    start_guest(env)
+    env.ctl("nodedev-detach", PF)
+    p = env.ctl("prepare", "guest",
+                env.write("if.xml", interface_xml(VF1, mac="52:54:00:aa:bb:01", vlan=7)),
+                expect=None)
+    check(p.returncode != 0 and "no network interface" in p.stderr
+          and "<name>" not in p.stderr,
+          "a lone <interface type='hostdev'>: the real reason it fails, no <name> asked for")
+    p = env.ctl("prepare", "guest", env.write("other.xml", domain_xml("other",
+                                                                       hostdev_xml([VF0]))),
+                expect=4)
+    check("describes domain 'other'" in p.stderr, "a <domain> named otherwise is refused")
+    env.ctl("nodedev-reattach", PF)
+    env.ctl("destroy", "guest")
+    check(env.drivers() == orig, "everything given back")
+    stop_clean(env)
+
+
+def hostile_failed_prepare(env):
+    """Finding 9: after a prepare failed on a VF interface, every later
+    prepare of the domain failed with the same VF error, even without the
+    interface, until undefine + define.  A failed prepare leaves nothing:
+    its devices go back, the devices the domain had stay, no security
+    record or pending work is left, the domain's definition is unchanged,
+    and the next prepare (or attach) succeeds."""
+    env.start_daemon()
+    orig = env.drivers()
+    start_guest(env)
+    # The VF cannot get its MAC: its PF is away from its driver.
+    env.ctl("nodedev-detach", PF)
+    env.ctl("prepare", "guest",
+            env.write("g.xml", domain_xml("guest", hostdev_xml([GPU, AUDIO]))))
+    before_sec = env.security_records()
+    before_doms = env.state_json("hostdevd-domains.json")
+    for attempt in (1, 2):
+        bad = env.write("bad.xml", domain_xml("guest", hostdev_xml([GPU2, AUDIO2]),
+                                              interface_xml(VF0, mac="52:54:00:aa:bb:02")))
+        env.ctl("prepare", "guest", bad, expect=None)
+        check(env.state_of(GPU)["domain"] == "guest" and
+              env.state_of(AUDIO)["domain"] == "guest",
+              f"failed prepare {attempt}: the devices the domain had before stay")
+        check(all(env.driver(a) == orig[a] for a in (GPU2, AUDIO2, VF0)),
+              f"failed prepare {attempt}: its own devices are given back")
+    check(env.security_records() == before_sec == [],
+          "no security record is left")
+    check(env.state_json("hostdevd-domains.json") == before_doms,
+          "the domain's definition (aliases) is as it was")
+    status = json.loads(env.ctl("--json", "status").stdout)
+    check(status["security-pending"] == [] and status["pending-groups"] == [],
+          "nothing is left pending")
+    # The next prepare of the domain, without the interface, works; so does
+    # an attach.
+    env.ctl("prepare", "guest", env.write("ok.xml", domain_xml("guest",
+                                                                hostdev_xml([GPU2, AUDIO2]))))
+    check(env.state_of(GPU2)["domain"] == "guest", "the next prepare without the VF succeeds")
+    env.ctl("attach-device", "guest", env.write("vf1.xml", hostdev_xml([VF1])))
+    check(env.state_of(VF1)["domain"] == "guest", "... and so does an attach-device")
+    env.ctl("destroy", "guest")
+    env.ctl("nodedev-reattach", PF)
+    check(env.drivers() == orig, "everything given back")
+    stop_clean(env)
+
+
+def hostile_notes(env):
+    """Finding 10: a skipped USB hostdev's note was in neither the reply nor
+    the log.  The notes of the XML parser are in the replies of prepare,
+    attach-device and detach-device, in hostdevd's log (a warning) and
+    printed by hostdevctl; with no PCI device left the error names them."""
+    env.start_daemon("--log-level", "warning")
+    orig = env.drivers()
+    start_guest(env)
+    xml = env.write("usb.xml", domain_xml("guest", USB_HOSTDEV, hostdev_xml([VF0])))
+    note = "line 1: <hostdev type='usb'> skipped"
+    p = env.ctl("prepare", "guest", xml)
+    check("note: " + note in p.stderr, "hostdevctl prints the note of a skipped USB hostdev")
+    check(note in open(env.log).read(), "hostdevd logs the note at the default level")
+    env.ctl("destroy", "guest")
+    ret = json.loads(env.ctl("--json", "prepare", "guest", xml).stdout)
+    check(any(note in n for n in ret["notes"]), "the reply of prepare carries the note")
+    env.ctl("destroy", "guest")
+    start_guest(env)
+    ret = json.loads(env.ctl("--json", "attach-device", "guest", xml).stdout)
+    check(any(note in n for n in ret["notes"]), "the reply of attach-device carries the note")
+    ret = json.loads(env.ctl("--json", "detach-device", "guest", xml).stdout)
+    check(any(note in n for n in ret["notes"]), "the reply of detach-device carries the note")
+    ret = json.loads(env.ctl("--json", "prepare", "guest",
+                             env.write("plain.xml", hostdev_xml([VF0]))).stdout)
+    check(ret["notes"] == [], "a reply without anything skipped has no note")
+    p = env.ctl("prepare", "guest", env.write("usb-only.xml", domain_xml("guest", USB_HOSTDEV)),
+                expect=4)
+    check("no PCI hostdev" in p.stderr and note in p.stderr,
+          "a domain with only a USB hostdev: the error says why")
+    env.ctl("destroy", "guest")
+    check(env.drivers() == orig, "every device home")
     stop_clean(env)
 
 
