@@ -222,6 +222,24 @@ static const testBadXML badCases[] = {
       "without nativeMode" },
     { "net-no-source", "<domain><name>d</name><devices><interface type='hostdev'>"
       NET_CLOSE, "has no <source><address" },
+    /* Entities: a small document could expand to gigabytes. */
+#define ENTITY "entities are not accepted"
+    { "entity-name", "<!DOCTYPE domain [<!ENTITY e 'xxxxxxxxxxxxxxxx'>]>\n"
+      "<domain><name>&e;&e;&e;&e;&e;&e;&e;&e;</name></domain>", "declaration at line 1: " ENTITY },
+    { "entity-attribute", "<!DOCTYPE hostdev [\n<!ENTITY e 'vm'>]>" HOSTDEV_OPEN
+      SOURCE("0", "1", "0", "0") "<alias name='&e;&e;'/></hostdev>", "at line 2: " ENTITY },
+    { "entity-nested", "<!DOCTYPE domain [<!ENTITY a 'aaaaaaaaaa'>"
+      "<!ENTITY b '&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;'><!ENTITY c '&b;&b;&b;&b;&b;&b;&b;&b;'>]>"
+      "<domain><name>&c;&c;&c;&c;</name></domain>", ENTITY },
+    { "entity-parameter", "<!DOCTYPE domain [<!ENTITY % p '<!ENTITY e \"x\">'> %p;]>"
+      "<domain><name>&e;</name></domain>", ENTITY },
+    { "entity-external", "<!DOCTYPE domain [<!ENTITY e SYSTEM 'file:///dev/zero'>]>"
+      "<domain><name>&e;</name></domain>", ENTITY },
+    /* Names taken from the document are text. */
+    { "control-name", "<domain><name>vm&#x9b;31m</name></domain>",
+      "<name> at line 1 contains the control character U+009B" },
+    { "control-alias", HOSTDEV_OPEN SOURCE("0", "1", "0", "0")
+      "<alias name='a&#x7f;'/></hostdev>", "contains the control character U+007F" },
 };
 
 
