@@ -44,7 +44,15 @@ struct _hddOp {
     hdPCIAddress addr;
     hdDomainDef *def;
     gboolean whole_group;
+    /* prepare, attach-device, detach-device: the XML, parsed on the worker
+     * into def (hddOpParseXML), with the domain's aliases as they were. */
+    const char *command;
+    char *xml;
+    GHashTable *aliases;      /* "0000:11:00.0" -> "hostdev0"; NULL for prepare */
+    gboolean invent_aliases;
 };
+
+static gboolean hddOpParseXML(hddOp *op, GError **error);
 
 
 static void
@@ -57,6 +65,9 @@ hddOpFree(hddOp *op)
     g_free(op->qmp);
     if (op->def)
         hdDomainDefFree(op->def);
+    g_free(op->xml);
+    if (op->aliases)
+        g_hash_table_unref(op->aliases);
     g_free(op);
 }
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(hddOp, hddOpFree)
@@ -962,8 +973,10 @@ hddOpThread(GTask *task, gpointer source, gpointer data, GCancellable *cancel)
 {
     hddOp *op = data;
     g_autoptr(GError) error = NULL;
-    JsonNode *ret = op->func(op, &error);
+    JsonNode *ret = NULL;
 
+    if (!op->xml || hddOpParseXML(op, &error))
+        ret = op->func(op, &error);
     if (error) {
         if (ret)
             json_node_unref(ret);
@@ -1055,9 +1068,8 @@ hddOpStart(hddOp *op)
 
 
 static hdDomainDef *
-hddParseXML(JsonObject *args, GError **error)
+hddParseXML(const char *xml, GError **error)
 {
-    const char *xml = hddArgString(args, "xml");
     g_autoptr(hdDomainDef) def = hdDomainDefParseString(xml, strlen(xml), error);
 
     if (!def)
@@ -1118,14 +1130,14 @@ hddDomainForOp(hddDaemon *dmn, hddClient *client, JsonObject *args, gboolean nee
 /* Aliases: from the XML, else what the domain recorded, else (attach
  * only) one made up from the address. */
 static gboolean
-hddFillAliases(hddDomain *dom, hdDomainDef *def, gboolean invent, GError **error)
+hddFillAliases(GHashTable *aliases, hdDomainDef *def, gboolean invent, GError **error)
 {
     guint i;
 
     for (i = 0; i < def->hostdevs->len; i++) {
         hdHostdevDef *hostdev = g_ptr_array_index(def->hostdevs, i);
         g_autofree char *addr = hdPCIAddressToString(&hostdev->addr);
-        const char *known = g_hash_table_lookup(dom->aliases, addr);
+        const char *known = g_hash_table_lookup(aliases, addr);
 
         if (hostdev->alias)
             continue;
@@ -1141,6 +1153,43 @@ hddFillAliases(hddDomain *dom, hdDomainDef *def, gboolean invent, GError **error
             return FALSE;
         }
     }
+    return TRUE;
+}
+
+
+static GHashTable *
+hddCopyAliases(GHashTable *aliases)
+{
+    GHashTable *copy = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+    GHashTableIter iter;
+    gpointer key, value;
+
+    g_hash_table_iter_init(&iter, aliases);
+    while (g_hash_table_iter_next(&iter, &key, &value))
+        g_hash_table_insert(copy, g_strdup(key), g_strdup(value));
+    return copy;
+}
+
+
+/* On the worker, before the operation: a large document never holds up
+ * the main loop (and so every other client).  The domain is busy
+ * meanwhile, so that its aliases cannot change. */
+static gboolean
+hddOpParseXML(hddOp *op, GError **error)
+{
+    g_autoptr(hdDomainDef) def = hddParseXML(op->xml, error);
+
+    if (!def)
+        return FALSE;
+    if (def->name && strcmp(def->name, op->domain) != 0) {
+        hdErrorSet(error, HD_ERROR_INVALID_ARG,
+                   _("the XML describes domain '%1$s', not '%2$s'"), def->name, op->domain);
+        return FALSE;
+    }
+    if (op->aliases && !hddFillAliases(op->aliases, def, op->invent_aliases, error))
+        return FALSE;
+    hddLogNotes(op->command, op->domain, def);
+    op->def = g_steal_pointer(&def);
     return TRUE;
 }
 
@@ -1187,30 +1236,24 @@ hddDispatchOp(hddDaemon *dmn, hddClient *client, const char *command, JsonObject
                strcmp(command, "detach-device") == 0) {
         gboolean prepare = strcmp(command, "prepare") == 0;
         gboolean attach = strcmp(command, "attach-device") == 0;
-        g_autoptr(hdDomainDef) def = NULL;
 
         if (!hddCheckArgs(args, xml_spec, error) ||
-            !(dom = hddDomainForOp(dmn, client, args, !prepare, error)) ||
-            !(def = hddParseXML(args, error)))
+            !(dom = hddDomainForOp(dmn, client, args, !prepare, error)))
             return TRUE;
         if (!prepare && json_object_has_member(args, "whole-group")) {
             hdErrorSet(error, HD_ERROR_INVALID_ARG, "%s",
                        _("'whole-group' is for prepare only"));
             return TRUE;
         }
-        if (def->name && strcmp(def->name, dom->name) != 0) {
-            hdErrorSet(error, HD_ERROR_INVALID_ARG,
-                       _("the XML describes domain '%1$s', not '%2$s'"), def->name, dom->name);
-            return TRUE;
-        }
-        if (!prepare && !hddFillAliases(dom, def, attach, error))
-            return TRUE;
-        hddLogNotes(command, dom->name, def);
         op = hddOpNew(dmn, client, id,
                       prepare ? hddWorkPrepare : attach ? hddWorkAttach : hddWorkDetach);
         op->domain = g_strdup(dom->name);
         op->qmp = g_strdup(dom->qmp);
-        op->def = g_steal_pointer(&def);
+        op->command = prepare ? "prepare" : attach ? "attach-device" : "detach-device";
+        op->xml = g_strdup(hddArgString(args, "xml"));
+        if (!prepare)
+            op->aliases = hddCopyAliases(dom->aliases);
+        op->invent_aliases = attach;
         if (prepare && json_object_has_member(args, "whole-group"))
             op->whole_group = json_object_get_boolean_member(args, "whole-group");
     } else if (strcmp(command, "destroy") == 0) {
