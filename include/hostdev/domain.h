@@ -50,6 +50,8 @@ typedef struct {
     GPtrArray *notes;     /* char *: what was skipped and why */
 } hdDomainDef;
 
+/* An empty definition, for a caller that fills it itself. */
+hdDomainDef *hdDomainDefNew(void);
 void hdDomainDefFree(hdDomainDef *def);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(hdDomainDef, hdDomainDefFree)
 

@@ -594,6 +594,7 @@ static gboolean hdcOptWholeGroup;
 static gboolean hdcOptNoProgress;
 static gint hdcOptCount = -1;
 static gint hdcOptTimeout = -1;
+static gdouble hdcOptUnplugTimeout = -1;
 
 static const GOptionEntry hdcDefineEntries[] = {
     { "qmp", 0, 0, G_OPTION_ARG_FILENAME, &hdcOptQmp, N_("QMP socket of its QEMU"), "PATH" },
@@ -606,6 +607,11 @@ static const GOptionEntry hdcDefineEntries[] = {
 static const GOptionEntry hdcPrepareEntries[] = {
     { "whole-group", 0, 0, G_OPTION_ARG_NONE, &hdcOptWholeGroup,
       N_("Detach group siblings on host drivers too"), NULL },
+    { NULL },
+};
+static const GOptionEntry hdcDetachEntries[] = {
+    { "unplug-timeout", 0, 0, G_OPTION_ARG_DOUBLE, &hdcOptUnplugTimeout,
+      N_("Wait that long for the guest to let go (default: hostdevd's)"), "SEC" },
     { NULL },
 };
 static const GOptionEntry hdcDestroyEntries[] = {
@@ -684,6 +690,10 @@ hdcXmlCommand(const char *command, char **args, JsonNode **ret)
     req = hdcArgs("domain", args[0], "xml", xml, NULL);
     if (hdcOptWholeGroup)
         json_object_set_boolean_member(json_node_get_object(req), "whole-group", TRUE);
+    /* hostdevd checks the range. */
+    if (hdcOptUnplugTimeout >= 0)
+        json_object_set_int_member(json_node_get_object(req), "unplug-timeout",
+                                   (gint64)(MIN(hdcOptUnplugTimeout, 1e9) * 1000 + 0.5));
     if ((rc = hdcRun(command, g_steal_pointer(&req), NULL, NULL, &result)) != HDC_EXIT_OK)
         return rc;
     if (!hdcJson)
@@ -899,7 +909,7 @@ static const hdcVerb hdcVerbs[] = {
     { "attach-device", "DOMAIN FILE.xml", N_("Hot-plug a hostdev into a running domain"), 2,
       hdcAttach, NULL },
     { "detach-device", "DOMAIN FILE.xml", N_("Hot-unplug a hostdev from a running domain"), 2,
-      hdcDetach, NULL },
+      hdcDetach, hdcDetachEntries },
     { "destroy", "DOMAIN", N_("End a domain's QEMU and give every group back"), 1, hdcDestroy,
       hdcDestroyEntries },
     { "events", "", N_("Print the daemon's events as they come"), 0, hdcEvents,

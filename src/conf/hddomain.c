@@ -41,7 +41,7 @@ hdDomainDefFree(hdDomainDef *def)
 }
 
 
-static hdDomainDef *
+hdDomainDef *
 hdDomainDefNew(void)
 {
     hdDomainDef *def = g_new0(hdDomainDef, 1);

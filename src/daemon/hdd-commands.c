@@ -50,6 +50,11 @@ struct _hddOp {
     char *xml;
     GHashTable *aliases;      /* "0000:11:00.0" -> "hostdev0"; NULL for prepare */
     gboolean invent_aliases;
+    hddMonitor *monitor;      /* the domain's; kept while the domain is busy */
+    guint unplug_timeout_ms;  /* detach: 0, the scaled default */
+    GHashTable *pending;      /* detach: the domain's unplug_pending, as it was */
+    GStrv requested;          /* detach: aliases whose unplug was requested before */
+    GArray *unplug_pending;   /* detach: hdPCIAddress still in the guest at the deadline */
 };
 
 static gboolean hddOpParseXML(hddOp *op, GError **error);
@@ -68,6 +73,11 @@ hddOpFree(hddOp *op)
     g_free(op->xml);
     if (op->aliases)
         g_hash_table_unref(op->aliases);
+    if (op->pending)
+        g_hash_table_unref(op->pending);
+    g_strfreev(op->requested);
+    if (op->unplug_pending)
+        g_array_unref(op->unplug_pending);
     g_free(op);
 }
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(hddOp, hddOpFree)
@@ -83,6 +93,8 @@ hddDomainFree(hddDomain *dom)
     g_free(dom->cgroup);
     g_free(dom->seclabel);
     g_hash_table_unref(dom->aliases);
+    g_hash_table_unref(dom->unplug_pending);
+    hddMonitorFree(dom->monitor);
     g_free(dom);
 }
 
@@ -94,7 +106,15 @@ hddDomainNew(const char *name)
 
     dom->name = g_strdup(name);
     dom->aliases = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+    dom->unplug_pending = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
     return dom;
+}
+
+
+static gint
+hddCompareStrings(gconstpointer a, gconstpointer b, gpointer opaque)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
 
@@ -119,6 +139,19 @@ hddBuildDomainDefinition(JsonBuilder *b, const hddDomain *dom)
     json_builder_add_string_value(b, dom->cgroup);
     json_builder_set_member_name(b, "seclabel");
     json_builder_add_string_value(b, dom->seclabel);
+    json_builder_set_member_name(b, "unplug-pending");
+    json_builder_begin_array(b);
+    {
+        g_autofree const char **addrs = (const char **)
+            g_hash_table_get_keys_as_array(dom->unplug_pending, NULL);
+        guint i;
+
+        g_qsort_with_data(addrs, g_hash_table_size(dom->unplug_pending), sizeof(char *),
+                          (GCompareDataFunc)hddCompareStrings, NULL);
+        for (i = 0; addrs[i]; i++)
+            json_builder_add_string_value(b, addrs[i]);
+    }
+    json_builder_end_array(b);
 }
 
 
@@ -177,6 +210,9 @@ hddObjString(JsonObject *obj, const char *name)
 }
 
 
+static void hddDomainStartMonitor(hddDaemon *dmn, hddDomain *dom);
+
+
 gboolean
 hddDomainsLoad(hddDaemon *dmn, GError **error)
 {
@@ -228,9 +264,28 @@ hddDomainsLoad(hddDaemon *dmn, GError **error)
                     g_hash_table_insert(dom->aliases, g_strdup(l->data), g_strdup(alias));
             }
         }
+        if (json_object_has_member(obj, "unplug-pending") &&
+            JSON_NODE_HOLDS_ARRAY(json_object_get_member(obj, "unplug-pending"))) {
+            JsonArray *pending = json_object_get_array_member(obj, "unplug-pending");
+            guint j;
+
+            for (j = 0; j < json_array_get_length(pending); j++) {
+                JsonNode *node = json_array_get_element(pending, j);
+                hdPCIAddress addr;
+
+                if (JSON_NODE_HOLDS_VALUE(node) &&
+                    json_node_get_value_type(node) == G_TYPE_STRING &&
+                    hdPCIAddressParse(json_node_get_string(node), &addr, NULL))
+                    g_hash_table_add(dom->unplug_pending, hdPCIAddressToString(&addr));
+            }
+        }
         if (!hdSecurityManagerSetDomain(dmn->sec, dom->name, dom->seclabel, dom->cgroup, &err))
             g_warning(_("domain %1$s: %2$s"), dom->name, err->message);
         g_hash_table_insert(dmn->domains, dom->name, dom);
+        /* Its QEMU runs, or a device it was asked to unplug may have left
+         * while no daemon listened: the monitor connects and says so. */
+        if (dom->pid > 0 || g_hash_table_size(dom->unplug_pending) > 0)
+            hddDomainStartMonitor(dmn, dom);
     }
     return TRUE;
 }
@@ -568,6 +623,9 @@ hddDefineDomain(hddDaemon *dmn, uid_t uid, JsonObject *args, GError **error)
         return NULL;
     }
     if (json_object_has_member(args, "qmp")) {
+        /* Another socket: the monitor of the old one goes. */
+        if (g_strcmp0(dom->qmp, qmp) != 0)
+            g_clear_pointer(&dom->monitor, hddMonitorFree);
         g_free(dom->qmp);
         dom->qmp = g_strdup(qmp);
     }
@@ -586,6 +644,9 @@ hddDefineDomain(hddDaemon *dmn, uid_t uid, JsonObject *args, GError **error)
     }
     if (created)
         g_hash_table_insert(dmn->domains, dom->name, dom);
+    /* A QEMU to keep a monitor connected to (it retries until one listens). */
+    if (json_object_has_member(args, "qmp") || pid > 0)
+        hddDomainStartMonitor(dmn, dom);
     hddDomainsSave(dmn);
     g_info("domain %s defined", name);
     return NULL;
@@ -755,85 +816,131 @@ hddCheckOwned(hdManager *mgr, const char *domain, hdDomainDef *def, GError **err
 }
 
 
-/* A QMP connection on a context of this worker thread, which stays the
- * thread-default context while it is used. */
-typedef struct {
-    GMainContext *ctx;
-    hdQmp *qmp;
-} hddMonitor;
-
-
-static void
-hddMonitorClose(hddMonitor *mon)
+/* The aliases of @def's devices whose unplug an earlier detach requested
+ * (in @pending). */
+static GStrv
+hddRequestedAliases(GHashTable *pending, hdDomainDef *def)
 {
-    if (mon->qmp)
-        hdQmpUnref(mon->qmp);
-    if (mon->ctx) {
-        g_main_context_pop_thread_default(mon->ctx);
-        g_main_context_unref(mon->ctx);
+    g_autoptr(GStrvBuilder) aliases = g_strv_builder_new();
+    guint i;
+
+    for (i = 0; i < def->hostdevs->len; i++) {
+        hdHostdevDef *hostdev = g_ptr_array_index(def->hostdevs, i);
+        g_autofree char *addr = hdPCIAddressToString(&hostdev->addr);
+
+        if (g_hash_table_contains(pending, addr))
+            g_strv_builder_add(aliases, hostdev->alias);
     }
+    return g_strv_builder_end(aliases);
 }
 
 
-static gboolean
-hddMonitorOpen(hddMonitor *mon, const char *path, GError **error)
+/* The reply of a detach: what became of the devices that left. */
+static JsonNode *
+hddDetachReply(const hdHotplugResult *result)
 {
-    mon->ctx = g_main_context_new();
-    g_main_context_push_thread_default(mon->ctx);
-    if (!(mon->qmp = hdQmpConnectUnix(path, mon->ctx, error)) ||
-        !hdQmpNegotiate(mon->qmp, HDD_QMP_TIMEOUT_MS, error) ||
-        !hdQemuProbe(mon->qmp, NULL, HDD_QMP_TIMEOUT_MS, error))
-        return FALSE;
-    return TRUE;
+    g_autoptr(JsonBuilder) b = json_builder_new();
+
+    json_builder_begin_object(b);
+    json_builder_set_member_name(b, "released");
+    json_builder_add_int_value(b, result->released);
+    json_builder_set_member_name(b, "groups-given-back");
+    json_builder_add_int_value(b, result->groups_given_back);
+    json_builder_set_member_name(b, "groups-pending");
+    json_builder_add_int_value(b, result->groups_watched);
+    json_builder_set_member_name(b, "devices-waiting");
+    json_builder_add_int_value(b, result->waiting);
+    json_builder_set_member_name(b, "problem");
+    json_builder_add_string_value(b, result->problem);
+    json_builder_end_object(b);
+    return json_builder_get_root(b);
+}
+
+
+/* Unplug @hostdevs on the domain's monitor, release, give back
+ * (hotplug.h).  The devices still in the guest at the deadline go to
+ * op->unplug_pending. */
+static gboolean
+hddHotplugDetach(hddOp *op, GPtrArray *hostdevs, hdQmp *qmp, hdHotplugResult *result,
+                 GError **error)
+{
+    g_autoptr(hdHotplug) hotplug = hdHotplugNew(op->dmn->mgr);
+    hdHotplugOptions opts;
+    gboolean ok;
+
+    hdHotplugOptionsInit(&opts);
+    opts.unplug_timeout_ms = op->unplug_timeout_ms;
+    opts.requested = (const char *const *)op->requested;
+    ok = hdHotplugDetach(hotplug, qmp, op->domain, hostdevs, &opts, result, error);
+    /* Groups still held are left pending; the daemon's sweep gives them
+     * back once free. */
+    op->unplug_pending = g_steal_pointer(&result->unplug_pending);
+    return ok;
 }
 
 
 static JsonNode *
 hddWorkDetach(hddOp *op, GError **error)
 {
-    hddMonitor mon = { 0 };
-    hdHotplugOptions opts;
     hdHotplugResult result = { 0 };
-    g_autoptr(hdHotplug) hotplug = NULL;
-    g_autoptr(JsonBuilder) b = json_builder_new();
-    gboolean ok;
+    g_autoptr(GError) local = NULL;
+    JsonNode *ret = NULL;
+    hdQmp *qmp;
 
     /* Step 1: nothing is asked of QEMU for a device that is not the
      * domain's. */
     if (!hddCheckOwned(op->dmn->mgr, op->domain, op->def, error))
         return NULL;
+    op->requested = hddRequestedAliases(op->pending, op->def);
 
-    /* Step 2: unplug, release, give back (hotplug.h). */
-    if (!hddMonitorOpen(&mon, op->qmp, error)) {
-        hddMonitorClose(&mon);
-        return NULL;
-    }
-    hdHotplugOptionsInit(&opts);
-    hotplug = hdHotplugNew(op->dmn->mgr);
-    ok = hdHotplugDetach(hotplug, mon.qmp, op->domain, op->def->hostdevs, &opts, &result,
-                         error);
-    /* Groups still held are left pending; the daemon's sweep gives them
-     * back once free. */
-    g_clear_pointer(&hotplug, hdHotplugFree);
-    hddMonitorClose(&mon);
-    if (!ok) {
-        hdHotplugResultClear(&result);
-        return NULL;
-    }
-    json_builder_begin_object(b);
-    json_builder_set_member_name(b, "released");
-    json_builder_add_int_value(b, result.released);
-    json_builder_set_member_name(b, "groups-given-back");
-    json_builder_add_int_value(b, result.groups_given_back);
-    json_builder_set_member_name(b, "groups-pending");
-    json_builder_add_int_value(b, result.groups_watched);
-    json_builder_set_member_name(b, "devices-waiting");
-    json_builder_add_int_value(b, result.waiting);
-    json_builder_set_member_name(b, "problem");
-    json_builder_add_string_value(b, result.problem);
-    json_builder_end_object(b);
+    /* Step 2: unplug, release, give back. */
+    qmp = hddMonitorBorrow(op->monitor, &local);
+    if (qmp && hddHotplugDetach(op, op->def->hostdevs, qmp, &result, &local))
+        ret = hddDetachReply(&result);
+    hddMonitorReturn(op->monitor, qmp);
     hdHotplugResultClear(&result);
-    return json_builder_get_root(b);
+    if (ret)
+        return ret;
+    /* The monitor stays connected: the late DEVICE_DELETED is heard. */
+    if (op->unplug_pending && g_error_matches(local, HD_ERROR, HD_ERROR_TIMEOUT))
+        hdErrorSet(error, HD_ERROR_TIMEOUT,
+                   _("%1$s; hostdevd keeps listening: it leaves domain %2$s as soon as QEMU "
+                     "says the guest let it go"), local->message, op->domain);
+    else
+        g_propagate_error(error, g_steal_pointer(&local));
+    return NULL;
+}
+
+
+/* Unplugs past their deadline (op->def, op->requested): the devices QEMU
+ * no longer has leave the domain, as if their DEVICE_DELETED had come in
+ * time; the others keep waiting.  Started by a late DEVICE_DELETED, and
+ * whenever the monitor (re)connects: events may have gone unheard. */
+static JsonNode *
+hddWorkResolve(hddOp *op, GError **error)
+{
+    g_autoptr(GPtrArray) gone = g_ptr_array_new();
+    g_autoptr(GHashTable) ids = NULL;
+    hdHotplugResult result = { 0 };
+    hdQmp *qmp;
+    guint i;
+
+    if ((qmp = hddMonitorBorrow(op->monitor, error)) &&
+        (ids = hdQemuListDevices(qmp, HDD_QMP_TIMEOUT_MS, error))) {
+        for (i = 0; i < op->def->hostdevs->len; i++) {
+            hdHostdevDef *hostdev = g_ptr_array_index(op->def->hostdevs, i);
+
+            if (!g_hash_table_contains(ids, hostdev->alias))
+                g_ptr_array_add(gone, hostdev);
+        }
+        if (gone->len > 0 && hddHotplugDetach(op, gone, qmp, &result, error))
+            g_info("domain %s: %u device(s) the guest let go after the deadline released, "
+                   "%u group(s) given back", op->domain, result.released,
+                   result.groups_given_back);
+        hdHotplugResultClear(&result);
+    }
+    hddMonitorReturn(op->monitor, qmp);
+    return NULL;
 }
 
 
@@ -874,8 +981,9 @@ hddDeviceAddArgs(const hdHostdevDef *hostdev)
 static JsonNode *
 hddWorkAttach(hddOp *op, GError **error)
 {
-    hddMonitor mon = { 0 };
     g_autoptr(GArray) undo = NULL;
+    hdQmp *qmp = NULL;
+    gboolean borrowed = FALSE;
     guint i;
 
     /* Step 1: the host side, as for a guest that starts. */
@@ -885,21 +993,24 @@ hddWorkAttach(hddOp *op, GError **error)
     undo = hddDefAddresses(op->def);
 
     /* Step 2: device_add each; the ones QEMU did not take are released. */
-    if (!hdSecurityManagerCheckDomain(op->dmn->sec, op->domain, error) ||
-        !hddMonitorOpen(&mon, op->qmp, error))
+    if (!hdSecurityManagerCheckDomain(op->dmn->sec, op->domain, error))
+        goto cleanup;
+    borrowed = TRUE;
+    if (!(qmp = hddMonitorBorrow(op->monitor, error)))
         goto cleanup;
     for (i = 0; i < op->def->hostdevs->len; i++) {
         g_autoptr(JsonNode) args = hddDeviceAddArgs(g_ptr_array_index(op->def->hostdevs, i));
         g_autoptr(JsonNode) ret = NULL;
 
-        if (!(ret = hdQmpCommand(mon.qmp, "device_add", args, NULL, 0, HDD_QMP_TIMEOUT_MS,
+        if (!(ret = hdQmpCommand(qmp, "device_add", args, NULL, 0, HDD_QMP_TIMEOUT_MS,
                                  error)))
             goto cleanup;
         g_array_remove_index(undo, 0);
     }
 
  cleanup:
-    hddMonitorClose(&mon);
+    if (borrowed)
+        hddMonitorReturn(op->monitor, qmp);
     hddUndoAssign(op, undo);
     return NULL;
 }
@@ -1008,8 +1119,46 @@ hddReplyNotes(JsonNode *ret, const hdDomainDef *def)
 }
 
 
+static void hddDomainResolve(hddDaemon *dmn, hddDomain *dom);
+
+
+/* After a detach (or the resolution of late unplugs): the devices that
+ * left the domain forget their alias and pending unplug; those still in
+ * the guest at the deadline wait for their DEVICE_DELETED, durably. */
+static void
+hddDomainUnplugged(hddDaemon *dmn, hddDomain *dom, hddOp *op)
+{
+    guint i;
+
+    for (i = 0; i < op->def->hostdevs->len; i++) {
+        hdHostdevDef *hostdev = g_ptr_array_index(op->def->hostdevs, i);
+        g_autoptr(hdDeviceInfo) info = hdManagerGetDevice(dmn->mgr, &hostdev->addr, NULL);
+        g_autofree char *addr = hdPCIAddressToString(&hostdev->addr);
+
+        if (info && info->state == HD_DEVICE_ACTIVE && g_strcmp0(info->domain, dom->name) == 0)
+            continue;
+        g_hash_table_remove(dom->aliases, addr);
+        g_hash_table_remove(dom->unplug_pending, addr);
+    }
+    for (i = 0; op->unplug_pending && i < op->unplug_pending->len; i++) {
+        const hdPCIAddress *pci = &g_array_index(op->unplug_pending, hdPCIAddress, i);
+        guint j;
+
+        g_hash_table_add(dom->unplug_pending, hdPCIAddressToString(pci));
+        /* Its alias is how QEMU will name it. */
+        for (j = 0; j < op->def->hostdevs->len; j++) {
+            hdHostdevDef *hostdev = g_ptr_array_index(op->def->hostdevs, j);
+
+            if (hdPCIAddressCompare(&hostdev->addr, pci) == 0 && hostdev->alias)
+                g_hash_table_insert(dom->aliases, hdPCIAddressToString(pci),
+                                    g_strdup(hostdev->alias));
+        }
+    }
+}
+
+
 /* Back on the main thread: the domain table learns the outcome, then the
- * client gets its reply. */
+ * client (if any: a resolution has none) gets its reply. */
 static void
 hddOpDone(GObject *source, GAsyncResult *res, gpointer opaque)
 {
@@ -1024,23 +1173,29 @@ hddOpDone(GObject *source, GAsyncResult *res, gpointer opaque)
     if (dom) {
         dom->busy = FALSE;
         if (!error && op->func == hddWorkDestroy) {
+            /* Its QEMU is gone, and every device left the domain. */
             dom->pid = 0;
             dom->pid_start = 0;
+            g_hash_table_remove_all(dom->unplug_pending);
+            g_clear_pointer(&dom->monitor, hddMonitorFree);
         }
-        for (i = 0; !error && op->def && i < op->def->hostdevs->len; i++) {
+        if (op->def && (op->func == hddWorkDetach || op->func == hddWorkResolve))
+            hddDomainUnplugged(dmn, dom, op);
+        for (i = 0; !error && op->def && op->func != hddWorkDetach &&
+             op->func != hddWorkResolve && i < op->def->hostdevs->len; i++) {
             hdHostdevDef *hostdev = g_ptr_array_index(op->def->hostdevs, i);
-            char *addr = hdPCIAddressToString(&hostdev->addr);
 
-            if (op->func == hddWorkDetach)
-                g_hash_table_remove(dom->aliases, addr);
-            if (hostdev->alias && op->func != hddWorkDetach)
-                g_hash_table_insert(dom->aliases, g_steal_pointer(&addr),
+            if (hostdev->alias)
+                g_hash_table_insert(dom->aliases, hdPCIAddressToString(&hostdev->addr),
                                     g_strdup(hostdev->alias));
-            g_free(addr);
         }
         hddDomainsSave(dmn);
     }
-    if (error) {
+    if (!op->client) {
+        if (error)
+            g_info("domain %s: %s", op->domain, error->message);
+        g_clear_pointer(&ret, json_node_unref);
+    } else if (error) {
         g_info("%s", error->message);
         hddSend(op->client, hddErrorReply(error, op->id));
     } else {
@@ -1048,6 +1203,9 @@ hddOpDone(GObject *source, GAsyncResult *res, gpointer opaque)
             ret = hddReplyNotes(ret, op->def);
         hddSend(op->client, hddReply(ret, op->id));
     }
+    /* A late DEVICE_DELETED that came meanwhile. */
+    if (dom && dom->resolve)
+        hddDomainResolve(dmn, dom);
     /* A group the operation left pending is watched from now. */
     if (dmn->ops == 0)
         hddSweepNow(dmn);
@@ -1200,10 +1358,111 @@ hddOpNew(hddDaemon *dmn, hddClient *client, JsonNode *id, hddWorkFunc func)
     hddOp *op = g_new0(hddOp, 1);
 
     op->dmn = dmn;
-    op->client = hddClientRef(client);
+    op->client = client ? hddClientRef(client) : NULL;
     op->id = id ? json_node_copy(id) : NULL;
     op->func = func;
     return op;
+}
+
+
+/* detach-device's "unplug-timeout": milliseconds, 1 to an hour. */
+static gboolean
+hddCheckUnplugTimeout(const char *command, JsonObject *args, GError **error)
+{
+    gint64 ms = json_object_get_int_member(args, "unplug-timeout");
+
+    if (strcmp(command, "detach-device") != 0) {
+        hdErrorSet(error, HD_ERROR_INVALID_ARG, "%s",
+                   _("'unplug-timeout' is for detach-device only"));
+        return FALSE;
+    }
+    if (ms < 1 || ms > HDD_MAX_UNPLUG_TIMEOUT_MS) {
+        hdErrorSet(error, HD_ERROR_INVALID_ARG,
+                   _("'unplug-timeout' must be 1 to %1$u ms, not %2$" G_GINT64_FORMAT),
+                   HDD_MAX_UNPLUG_TIMEOUT_MS, ms);
+        return FALSE;
+    }
+    return TRUE;
+}
+
+
+/* On the main context: what the domain's monitor said.  Unplugs past
+ * their deadline are looked at when QEMU deleted one of them, and when the
+ * monitor (re)connected: it may have missed the event. */
+static void
+hddMonitorNoticed(const char *domain, hddMonitorNoticeType type, const char *alias,
+                  gpointer opaque)
+{
+    hddDaemon *dmn = opaque;
+    hddDomain *dom = g_hash_table_lookup(dmn->domains, domain);
+    GHashTableIter iter;
+    gpointer key;
+    gboolean pending = FALSE;
+
+    if (!dom)
+        return;
+    g_hash_table_iter_init(&iter, dom->unplug_pending);
+    while (!pending && g_hash_table_iter_next(&iter, &key, NULL))
+        pending = type == HDD_MONITOR_CONNECTED ||
+                  g_strcmp0(g_hash_table_lookup(dom->aliases, key), alias) == 0;
+    if (!pending)
+        return;
+    if (type == HDD_MONITOR_DEVICE_DELETED)
+        g_info("domain %s: QEMU deleted %s after its unplug's deadline", domain, alias);
+    hddDomainResolve(dmn, dom);
+}
+
+
+static void
+hddDomainStartMonitor(hddDaemon *dmn, hddDomain *dom)
+{
+    if (dom->qmp && !dom->monitor)
+        dom->monitor = hddMonitorNew(dom->name, dom->qmp, hddMonitorNoticed, dmn);
+}
+
+
+/* Look at the domain's unplugs past their deadline (hddWorkResolve), now
+ * or once it is not busy. */
+static void
+hddDomainResolve(hddDaemon *dmn, hddDomain *dom)
+{
+    g_autoptr(GStrvBuilder) aliases = g_strv_builder_new();
+    g_autoptr(hddOp) op = NULL;
+    GHashTableIter iter;
+    gpointer key;
+
+    dom->resolve = FALSE;
+    if (g_hash_table_size(dom->unplug_pending) == 0)
+        return;
+    if (dom->busy) {
+        dom->resolve = TRUE;
+        return;
+    }
+    /* Its connection says when to look. */
+    if (!dom->monitor) {
+        hddDomainStartMonitor(dmn, dom);
+        return;
+    }
+    op = hddOpNew(dmn, NULL, NULL, hddWorkResolve);
+    op->domain = g_strdup(dom->name);
+    op->monitor = dom->monitor;
+    op->def = hdDomainDefNew();
+    g_hash_table_iter_init(&iter, dom->unplug_pending);
+    while (g_hash_table_iter_next(&iter, &key, NULL)) {
+        const char *alias = g_hash_table_lookup(dom->aliases, key);
+        hdHostdevDef *hostdev;
+
+        /* Recorded with its alias; without one QEMU cannot be asked. */
+        if (!alias)
+            continue;
+        hostdev = g_new0(hdHostdevDef, 1);
+        hdPCIAddressParse(key, &hostdev->addr, NULL);
+        hostdev->alias = g_strdup(alias);
+        g_ptr_array_add(op->def->hostdevs, hostdev);
+        g_strv_builder_add(aliases, alias);
+    }
+    op->requested = g_strv_builder_end(aliases);
+    hddOpStart(g_steal_pointer(&op));
 }
 
 
@@ -1213,7 +1472,8 @@ hddDispatchOp(hddDaemon *dmn, hddClient *client, const char *command, JsonObject
 {
     static const hddArg addr_spec[] = { { "address", 's', TRUE }, { NULL } };
     static const hddArg xml_spec[] = {
-        { "domain", 's', TRUE }, { "xml", 's', TRUE }, { "whole-group", 'b', FALSE }, { NULL },
+        { "domain", 's', TRUE }, { "xml", 's', TRUE }, { "whole-group", 'b', FALSE },
+        { "unplug-timeout", 'i', FALSE }, { NULL },
     };
     static const hddArg dom_spec[] = { { "domain", 's', TRUE }, { NULL } };
     g_autoptr(hddOp) op = NULL;
@@ -1245,6 +1505,9 @@ hddDispatchOp(hddDaemon *dmn, hddClient *client, const char *command, JsonObject
                        _("'whole-group' is for prepare only"));
             return TRUE;
         }
+        if (json_object_has_member(args, "unplug-timeout") &&
+            !hddCheckUnplugTimeout(command, args, error))
+            return TRUE;
         op = hddOpNew(dmn, client, id,
                       prepare ? hddWorkPrepare : attach ? hddWorkAttach : hddWorkDetach);
         op->domain = g_strdup(dom->name);
@@ -1256,6 +1519,17 @@ hddDispatchOp(hddDaemon *dmn, hddClient *client, const char *command, JsonObject
         op->invent_aliases = attach;
         if (prepare && json_object_has_member(args, "whole-group"))
             op->whole_group = json_object_get_boolean_member(args, "whole-group");
+        if (!prepare) {
+            hddDomainStartMonitor(dmn, dom);
+            op->monitor = dom->monitor;
+        }
+        if (!prepare && !attach) {
+            op->unplug_timeout_ms = json_object_has_member(args, "unplug-timeout") ?
+                (guint)json_object_get_int_member(args, "unplug-timeout") :
+                dmn->config->unplug_timeout_ms;
+            /* A set: its values are all NULL. */
+            op->pending = hddCopyAliases(dom->unplug_pending);
+        }
     } else if (strcmp(command, "destroy") == 0) {
         if (!hddCheckArgs(args, dom_spec, error) ||
             !(dom = hddDomainForOp(dmn, client, args, FALSE, error)))

@@ -17,21 +17,15 @@
 #include "hostdev/release.h"
 #include "hdd.h"
 
-/* What the main context calls; it may outlive the watcher (a notice
- * queued on the main context when the watcher went), hence the count. */
-typedef struct {
-    gint refs;
-    hddWatcherFreeFunc func;    /* NULL once the watcher is gone */
-    gpointer opaque;
-} hddWatcherNotice;
-
 struct _hddWatcher {
     hdHost *host;
     GMainContext *ctx;          /* the watcher thread's */
     GMainLoop *loop;
     GThread *thread;
     GHashTable *watches;        /* group + 1 -> hddWatch; watcher thread only */
-    hddWatcherNotice *notice;
+    hddNotice *notice;          /* a group is free */
+    hddWatcherFreeFunc func;
+    gpointer opaque;
 };
 
 typedef struct {
@@ -44,14 +38,6 @@ typedef struct {
     hddWatcher *watcher;
     GArray *groups;             /* unsigned int */
 } hddWatcherSyncData;
-
-
-static void
-hddWatcherNoticeUnref(hddWatcherNotice *notice)
-{
-    if (g_atomic_int_dec_and_test(&notice->refs))
-        g_free(notice);
-}
 
 
 static void
@@ -74,6 +60,17 @@ hddWatcherRun(gpointer opaque)
 }
 
 
+/* On the main context: a group is free.  The notice is cancelled before
+ * the watcher goes. */
+static void
+hddWatcherNoticed(gpointer opaque, gpointer data)
+{
+    hddWatcher *watcher = opaque;
+
+    watcher->func(watcher->opaque);
+}
+
+
 hddWatcher *
 hddWatcherNew(hdHost *host, hddWatcherFreeFunc func, gpointer opaque)
 {
@@ -83,10 +80,9 @@ hddWatcherNew(hdHost *host, hddWatcherFreeFunc func, gpointer opaque)
     watcher->ctx = g_main_context_new();
     watcher->loop = g_main_loop_new(watcher->ctx, FALSE);
     watcher->watches = g_hash_table_new_full(NULL, NULL, NULL, (GDestroyNotify)hddWatchFree);
-    watcher->notice = g_new0(hddWatcherNotice, 1);
-    watcher->notice->refs = 1;
-    watcher->notice->func = func;
-    watcher->notice->opaque = opaque;
+    watcher->func = func;
+    watcher->opaque = opaque;
+    watcher->notice = hddNoticeNew(hddWatcherNoticed, watcher);
     watcher->thread = g_thread_new("hdd-watch", hddWatcherRun, watcher);
     return watcher;
 }
@@ -127,36 +123,16 @@ hddWatcherFree(hddWatcher *watcher)
     g_main_context_unref(watcher->ctx);
     hdHostUnref(watcher->host);
     /* Called on the main context, where notices run: none runs now. */
-    watcher->notice->func = NULL;
-    hddWatcherNoticeUnref(watcher->notice);
+    hddNoticeCancel(watcher->notice);
     g_free(watcher);
 }
 
 
-/* On the main context: a group is free. */
-static gboolean
-hddWatcherNoticeRun(gpointer opaque)
-{
-    hddWatcherNotice *notice = opaque;
-
-    if (notice->func)
-        notice->func(notice->opaque);
-    return G_SOURCE_REMOVE;
-}
-
-
-/* From the watcher thread: tell the main context that a group is free.
- * Always through a source: g_main_context_invoke() would run it right
- * here while the main loop is not running yet (or any more). */
+/* From the watcher thread: tell the main context that a group is free. */
 static void
 hddWatcherNotify(hddWatcher *watcher)
 {
-    g_autoptr(GSource) idle = g_idle_source_new();
-
-    g_atomic_int_inc(&watcher->notice->refs);
-    g_source_set_callback(idle, hddWatcherNoticeRun, watcher->notice,
-                          (GDestroyNotify)hddWatcherNoticeUnref);
-    g_source_attach(idle, NULL);
+    hddNoticePost(watcher->notice, NULL, NULL);
 }
 
 

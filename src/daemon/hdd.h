@@ -22,10 +22,14 @@
 #include <json-glib/json-glib.h>
 
 #include "hostdev/manager.h"
+#include "hostdev/qemu.h"
 #include "hostdev/security.h"
 
 /* A request line larger than this gets an error and the connection ends. */
 #define HDD_MAX_REQUEST_SIZE (1024 * 1024)
+
+/* The longest unplug deadline a request or the daemon may ask for: 1 h. */
+#define HDD_MAX_UNPLUG_TIMEOUT_MS 3600000u
 
 typedef struct {
     char *root;
@@ -34,6 +38,7 @@ typedef struct {
     char *group;              /* socket group allowed besides root; NULL: none */
     gid_t gid;
     guint sweep_ms;           /* pending give-backs are retried this often */
+    guint unplug_timeout_ms;  /* detach-device's default deadline; 0: 10 s + 5 s a device */
 } hddConfig;
 
 typedef struct {
@@ -46,6 +51,11 @@ typedef struct {
     char *cgroup;
     char *seclabel;
     GHashTable *aliases;      /* "0000:11:00.0" -> "hostdev0" */
+    /* "0000:11:00.0": unplug requested, deadline passed, DEVICE_DELETED not
+     * seen yet; still assigned.  Durable. */
+    GHashTable *unplug_pending;
+    struct _hddMonitor *monitor; /* the QMP connection kept to its QEMU; NULL: none */
+    gboolean resolve;         /* pending unplugs to look at once it is not busy */
     gboolean busy;            /* a destroy/detach/attach runs on it */
 } hddDomain;
 
@@ -86,6 +96,37 @@ gboolean hddDomainsLoad(hddDaemon *dmn, GError **error);
 void hddDomainFree(hddDomain *dom);
 void hddStartSweeper(hddDaemon *dmn);
 void hddSweepNow(hddDaemon *dmn);
+
+/* hdd-notice.c: another thread tells the main context something; @func
+ * runs there with @data, unless the notice was cancelled meanwhile. */
+typedef struct _hddNotice hddNotice;
+typedef void (*hddNoticeFunc)(gpointer opaque, gpointer data);
+hddNotice *hddNoticeNew(hddNoticeFunc func, gpointer opaque);
+/* Any thread; @free_data (may be NULL) frees @data after the call. */
+void hddNoticePost(hddNotice *notice, gpointer data, GDestroyNotify free_data);
+/* Main context: nothing posted runs any more; drops the notice. */
+void hddNoticeCancel(hddNotice *notice);
+
+/* hdd-monitor.c: the QMP connection hostdevd keeps to a domain's QEMU, on
+ * a thread of its own; it reconnects when QEMU's monitor goes away. */
+typedef struct _hddMonitor hddMonitor;
+typedef enum {
+    HDD_MONITOR_CONNECTED,          /* (again): what QEMU said meanwhile was missed */
+    HDD_MONITOR_DEVICE_DELETED,     /* QEMU unplugged the device @alias */
+} hddMonitorNoticeType;
+/* Runs on the main context. */
+typedef void (*hddMonitorFunc)(const char *domain, hddMonitorNoticeType type,
+                               const char *alias, gpointer opaque);
+hddMonitor *hddMonitorNew(const char *domain, const char *path, hddMonitorFunc func,
+                          gpointer opaque);
+/* Main context; the monitor must not be borrowed. */
+void hddMonitorFree(hddMonitor *mon);
+const char *hddMonitorGetPath(hddMonitor *mon);
+/* A worker takes the connection (connected now if it was not; NULL and
+ * @error if that fails) and runs its context until hddMonitorReturn, which
+ * every call must be paired with, whatever it returned. */
+hdQmp *hddMonitorBorrow(hddMonitor *mon, GError **error);
+void hddMonitorReturn(hddMonitor *mon, hdQmp *qmp);
 
 /* hdd-watch.c: one release watch per pending group, on a thread of its
  * own; @func runs on the main context when one of them is free. */

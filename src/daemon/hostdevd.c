@@ -157,6 +157,7 @@ main(int argc, char **argv)
     g_autofree char *log_level = NULL;
     gboolean foreground = FALSE;
     gint sweep_ms = 500;
+    gint unplug_timeout_ms = 0;
     GOptionEntry entries[] = {
         { "root", 0, 0, G_OPTION_ARG_FILENAME, &root,
           N_("Root of sysfs and /dev (default /; a simulated host's mount point)"), "DIR" },
@@ -170,6 +171,9 @@ main(int argc, char **argv)
           N_("error, warning (default), info or debug"), "LEVEL" },
         { "foreground", 'f', 0, G_OPTION_ARG_NONE, &foreground,
           N_("Do not detach (systemd, tests)"), NULL },
+        { "unplug-timeout", 0, 0, G_OPTION_ARG_INT, &unplug_timeout_ms,
+          N_("How long detach-device waits for the guest by default (0: 10 s + 5 s a device)"),
+          "MS" },
         { "sweep-ms", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_INT, &sweep_ms,
           N_("Retry pending give-backs this often"), "MS" },
         { NULL },
@@ -202,6 +206,12 @@ main(int argc, char **argv)
     config.state_dir = g_strdup(state_dir ? state_dir : HD_DEFAULT_STATE_DIR);
     config.socket_path = g_strdup(socket_path ? socket_path : HDD_DEFAULT_SOCKET);
     config.sweep_ms = sweep_ms > 0 ? sweep_ms : 500;
+    if (unplug_timeout_ms < 0 || (guint)unplug_timeout_ms > HDD_MAX_UNPLUG_TIMEOUT_MS) {
+        hdErrorSet(&error, HD_ERROR_INVALID_ARG,
+                   _("--unplug-timeout must be 0 to %1$u ms"), HDD_MAX_UNPLUG_TIMEOUT_MS);
+        goto cleanup;
+    }
+    config.unplug_timeout_ms = unplug_timeout_ms;
     if (group) {
         struct group *gr = getgrnam(group);
 

@@ -171,6 +171,30 @@ def domain_names(env):
     return [d["name"] for d in env.client().execute("query-domains")]
 
 
+def wait_event(client, name, address, timeout=20):
+    """The next event @name about @address that @client receives."""
+    client.sock.settimeout(timeout)
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        ev = client.next_event()
+        if ev["event"] == name and ev["data"].get("address") == address:
+            return ev
+    raise AssertionError(f"no {name} for {address} within {timeout} s")
+
+
+def daemon_threads(env, prefix):
+    """hostdevd's threads whose name starts with @prefix."""
+    task = f"/proc/{env.daemon.pid}/task"
+    names = []
+    for tid in os.listdir(task):
+        try:
+            with open(f"{task}/{tid}/comm") as f:
+                names.append(f.read().strip())
+        except OSError:
+            pass
+    return [n for n in names if n.startswith(prefix)]
+
+
 # ---------------------------------------------------------------- classes
 
 def hostile_request_size(env):
@@ -739,6 +763,89 @@ def hostile_notes(env):
           "a domain with only a USB hostdev: the error says why")
     env.ctl("destroy", "guest")
     check(env.drivers() == orig, "every device home")
+    stop_clean(env)
+
+
+def hostile_late_unplug(env):
+    """Finding 12: a slow guest answered the unplug after hostdevd's fixed
+    deadline; hostdevd, no longer connected, missed DEVICE_DELETED, kept the
+    device active until destroy, and a second detach failed at device_del.
+    hostdevd keeps one monitor connected per domain: a late DEVICE_DELETED
+    moves the device to the inactive list and on to the give-back, as if
+    it had come in time; a retry while the guest still unplugs waits again;
+    an event missed while QEMU's monitor was away, or while hostdevd was
+    down, is recognised from QEMU's device list once the monitor is back.
+    The deadline is a parameter: per request, and --unplug-timeout."""
+    daemon_opts = ("--unplug-timeout", "300")
+    env.start_daemon(*daemon_opts)
+    orig = env.drivers()
+    devices = [GPU, AUDIO, GPU2, AUDIO2]
+    env.ctl("define", "guest")
+    env.ctl("prepare", "guest", env.write("g.xml", hostdev_xml(devices, name="guest")))
+    # A slow guest: it lets a device go 1.5 s after device_del.
+    qemu, qmp = env.start_qemu(devices, "--unplug-delay-ms", "1500")
+    env.ctl("define", "guest", "--qmp", qmp, "--pid", str(qemu.pid))
+    wait_for(lambda: daemon_threads(env, "hdd-qmp-guest"), "the domain's monitor thread")
+    events = env.client()
+
+    def xml(addr):
+        return env.write("d.xml", hostdev_xml([addr]))
+
+    def pending():
+        return env.domain("guest")["unplug-pending"]
+
+    # The daemon's deadline passes: a timeout, the device still assigned.
+    p = env.ctl("detach-device", "guest", xml(GPU), expect=7)
+    check("within 300 ms" in p.stderr and "keeps listening" in p.stderr,
+          "--unplug-timeout 300: detach-device times out (exit 7), hostdevd keeps listening")
+    check(pending() == [GPU] and env.state_of(GPU)["state"] == "active",
+          "... the device stays assigned, its unplug pending")
+    # The guest lets go: QEMU's late DEVICE_DELETED releases it.
+    wait_event(events, "DEVICE_RELEASED", GPU)
+    wait_for(lambda: pending() == [], "the pending unplug resolved")
+    check(env.state_of(GPU)["state"] == "inactive" and env.driver(GPU) == "vfio-pci",
+          "a late DEVICE_DELETED moves the device to the inactive list (its sibling stays)")
+
+    # A request's own deadline; then a retry while QEMU still waits for the
+    # guest: QEMU refuses a second device_del, hostdevd waits again.
+    p = env.ctl("detach-device", "guest", xml(AUDIO), "--unplug-timeout", "0.2", expect=7)
+    check("within 200 ms" in p.stderr, "a request's own deadline (0.2 s)")
+    p = env.ctl("detach-device", "guest", xml(AUDIO), "--unplug-timeout", "10")
+    check("1 released, 1 group(s) given back" in p.stdout,
+          "a retry during the unplug waits for it, and does not fail at device_del")
+    check(env.driver(GPU) == orig[GPU] and env.driver(AUDIO) == orig[AUDIO] and pending() == [],
+          "... the group is given back")
+
+    # QEMU's monitor goes away; the guest lets go meanwhile, unheard; the
+    # monitor comes back: hostdevd reconnects and asks QEMU's device list.
+    env.ctl("detach-device", "guest", xml(GPU2), expect=7)
+    qemu.send_signal(signal.SIGUSR1)
+    time.sleep(2.5)
+    check(pending() == [GPU2] and env.state_of(GPU2)["state"] == "active",
+          "while QEMU's monitor is away the unplug stays pending")
+    qemu.send_signal(signal.SIGUSR2)
+    wait_for(lambda: pending() == [], "the monitor back, the unplug resolved", timeout=30)
+    check(env.state_of(GPU2)["state"] == "inactive",
+          "the monitor reconnects, QEMU's device list says the device left: released")
+
+    # hostdevd is down while the guest lets go; restarted, it connects the
+    # monitor again and finds out.
+    env.ctl("detach-device", "guest", xml(AUDIO2), expect=7)
+    env.stop_daemon()
+    time.sleep(2.0)
+    env.start_daemon(*daemon_opts)
+    wait_for(lambda: env.drivers() == orig, "the group given back after the restart", timeout=30)
+    check(pending() == [], "a restarted hostdevd resolves the unplug pending across it")
+
+    # Destroy ends the monitor with the domain.
+    check(daemon_threads(env, "hdd-qmp-guest") != [], "the domain's monitor runs")
+    env.ctl("destroy", "guest")
+    qemu.wait(timeout=10)
+    wait_for(lambda: not daemon_threads(env, "hdd-qmp-guest"), "the monitor's end")
+    check(True, "destroy ends the domain's monitor")
+    env.ctl("undefine", "guest")
+    check(env.drivers() == orig and env.violations() == 0,
+          "every device home, no viability violation")
     stop_clean(env)
 
 
