@@ -4,6 +4,10 @@
 #   make bench  benchmarks (results in build/bench/)
 #   make stress long runs (docs/stress.rst): fuzzers FUZZ_SECONDS each,
 #               STRESS_STEPS random interleavings, every crash point
+#   make libvirt       Debian's libvirt with libvirt/patches: fetch, apply,
+#                      build into build-libvirt/, libvirt's tests and
+#                      syntax-check (docs/libvirt.rst)
+#   make libvirt-debs  Debian packages of it (build-libvirt-debs/)
 
 BUILD ?= build
 CHECK_BUILD ?= build-check
@@ -12,7 +16,7 @@ FUZZ_SECONDS ?= 600
 STRESS_STEPS ?= 200000
 MESON_TEST_ARGS ?=
 
-.PHONY: all deps build check demo bench stress clean
+.PHONY: all deps build check demo bench stress clean libvirt libvirt-build libvirt-debs
 
 all: build
 
@@ -24,7 +28,7 @@ build: deps
 	meson compile -C $(BUILD)
 
 check: DEPS_EXTRA = vm
-check: deps
+check: deps libvirt-build
 	@test -f $(CHECK_BUILD)/build.ninja || meson setup $(CHECK_BUILD) \
 	    -Dbuildtype=debug -Db_sanitize=address,undefined -Db_lundef=false \
 	    -Dwerror=true >/dev/null
@@ -49,6 +53,16 @@ stress: deps
 	tests/fuzz/run-fuzzers.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
 	HD_STRESS_STEPS=$(STRESS_STEPS) meson test -C $(CHECK_BUILD) -t 0 --print-errorlogs \
 	    --verbose interleave crash-all manager-crash
+
+# make check runs libvirt's suites (meson suite `libvirt`) on this build.
+libvirt-build:
+	libvirt/libvirt.sh build
+
+libvirt:
+	libvirt/libvirt.sh all
+
+libvirt-debs:
+	libvirt/libvirt.sh debs
 
 clean:
 	rm -rf $(BUILD) $(CHECK_BUILD) $(FUZZ_BUILD)
