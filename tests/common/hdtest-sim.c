@@ -36,6 +36,7 @@ struct _hdSimHost {
     GPid pid;
     char *topology;
     char *root;                 /* the mount point */
+    char *rtnl;                 /* its rtnetlink socket, beside it */
     int output_fd;              /* the daemon's stdout and stderr */
     gboolean exited;            /* reaped; status is valid */
     int status;
@@ -148,6 +149,13 @@ hdSimHostWaitExit(hdSimHost *sim, guint timeout_ms, int *wait_status)
 }
 
 
+const char *
+hdSimHostRtnlSocket(hdSimHost *sim)
+{
+    return sim->rtnl;
+}
+
+
 GPid
 hdSimHostPid(hdSimHost *sim)
 {
@@ -179,10 +187,13 @@ hdSimHostFree(hdSimHost *sim)
         if (rmdir(sim->root) < 0 && errno != ENOENT)
             g_printerr("cannot remove %s: %s\n", sim->root, g_strerror(errno));
     }
+    if (sim->rtnl)
+        unlink(sim->rtnl);
     if (sim->output_fd >= 0)
         close(sim->output_fd);
     g_free(sim->topology);
     g_free(sim->root);
+    g_free(sim->rtnl);
     g_free(sim);
 }
 
@@ -202,6 +213,8 @@ hdSimHostSpawn(hdSimHost *sim, const char *topology_path,
     g_ptr_array_add(argv, (char *) "--die-with-parent");
     g_ptr_array_add(argv, (char *) "--ready-fd");
     g_ptr_array_add(argv, fd_arg);
+    g_ptr_array_add(argv, (char *) "--rtnl-socket");
+    g_ptr_array_add(argv, sim->rtnl);
     for (; extra_args && *extra_args; extra_args++)
         g_ptr_array_add(argv, (char *) *extra_args);
     g_ptr_array_add(argv, sim->root);
@@ -262,6 +275,7 @@ hdSimHostStart(const char *topology, const char *const *extra_args, GError **err
     sim->topology = g_strdup(topology);
     if (!(sim->root = g_dir_make_tmp("hdsim-XXXXXX", error)))
         goto error;
+    sim->rtnl = g_strdup_printf("%s.rtnl", sim->root);
     if ((sim->output_fd = g_file_open_tmp("hdsim-output-XXXXXX", &output_name, error)) < 0)
         goto error;
     unlink(output_name);

@@ -65,6 +65,10 @@ char *hdSimHostDriverOf(hdSimHost *sim, const char *address);
 /* @relative below the mount point, e.g. "sys/bus/pci/drivers_probe". */
 char *hdSimHostPath(hdSimHost *sim, const char *relative);
 
+/* Its rtnetlink socket (--rtnl-socket): a process with simnl-shim.so
+ * preloaded and HD_SIM_RTNL set to it talks rtnetlink to this host. */
+const char *hdSimHostRtnlSocket(hdSimHost *sim);
+
 /* The daemon's pid, e.g. to signal it; then hdSimHostWaitExit() reaps it
  * (TRUE, *@wait_status set) or times out (FALSE).  hdSimHostStop() still
  * has to be called: it unmounts and removes the directory. */

@@ -6,7 +6,9 @@
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
+#include <stdio.h>
 #include <string.h>
+#include <linux/if_ether.h>
 
 #include "simmodel-priv.h"
 
@@ -45,7 +47,8 @@ simControlFault(simModel *model, GStrv words, GError **error)
     if (count != 4 && !(count == 5 && probe)) {
         g_set_error(error, SIM_CONTROL_ERROR, 0,
                     "usage: fault ADDR probe fail|hang|ok [DRIVER], "
-                    "fault ADDR reset fail|hang|ok, fault ADDR release hang|ok");
+                    "fault ADDR reset fail|hang|ok, fault ADDR release hang|ok, "
+                    "fault ADDR vf fail|ok");
         return FALSE;
     }
     if (!(dev = simModelFindDevice(model, words[1]))) {
@@ -61,7 +64,7 @@ simControlFault(simModel *model, GStrv words, GError **error)
         fault = SIM_FAULT_OK;
     } else if (strcmp(words[3], "fail") == 0 && strcmp(words[2], "release") != 0) {
         fault = SIM_FAULT_FAIL;
-    } else if (strcmp(words[3], "hang") == 0) {
+    } else if (strcmp(words[3], "hang") == 0 && strcmp(words[2], "vf") != 0) {
         fault = SIM_FAULT_HANG;
     } else {
         g_set_error(error, SIM_CONTROL_ERROR, 0,
@@ -77,6 +80,11 @@ simControlFault(simModel *model, GStrv words, GError **error)
         dev->reset_fault = fault;
     } else if (strcmp(words[2], "release") == 0) {
         dev->release_hang = fault == SIM_FAULT_HANG;
+    } else if (strcmp(words[2], "vf") == 0 && dev->physfn) {
+        dev->vf_fault = fault;
+    } else if (strcmp(words[2], "vf") == 0) {
+        g_set_error(error, SIM_CONTROL_ERROR, 0, "fault %s vf: not an SR-IOV VF", words[1]);
+        return FALSE;
     } else {
         g_set_error(error, SIM_CONTROL_ERROR, 0,
                     "fault %s: unknown operation '%s'", words[1], words[2]);
@@ -152,6 +160,53 @@ simControlSerialized(simModel *model, GStrv words, GError **error)
 }
 
 
+/* "vf ADDR mac MAC" or "vf ADDR vlan N [qos Q]": what `ip link set PF vf
+ * N ...` does for the VF at ADDR, through its PF's driver. */
+static gboolean
+simControlVF(simModel *model, GStrv words, GError **error)
+{
+    guint count = g_strv_length(words);
+    guint8 mac[SIM_MAC_LEN];
+    guint64 vlan = 0;
+    guint64 qos = 0;
+    simDevice *dev;
+    guint index;
+    int ret;
+
+    if (!(count == 4 && (strcmp(words[2], "mac") == 0 || strcmp(words[2], "vlan") == 0)) &&
+        !(count == 6 && strcmp(words[2], "vlan") == 0 && strcmp(words[4], "qos") == 0)) {
+        g_set_error(error, SIM_CONTROL_ERROR, 0, "usage: vf ADDR mac MAC, vf ADDR vlan N [qos Q]");
+        return FALSE;
+    }
+    if (!(dev = simModelFindDevice(model, words[1])) || !dev->physfn) {
+        g_set_error(error, SIM_CONTROL_ERROR, 0, "vf: %s is not an SR-IOV VF", words[1]);
+        return FALSE;
+    }
+    if (strcmp(words[2], "mac") == 0 &&
+        sscanf(words[3], "%2hhx:%2hhx:%2hhx:%2hhx:%2hhx:%2hhx", &mac[0], &mac[1], &mac[2],
+               &mac[3], &mac[4], &mac[5]) != SIM_MAC_LEN) {
+        g_set_error(error, SIM_CONTROL_ERROR, 0, "vf %s mac: invalid address '%s'",
+                    words[1], words[3]);
+        return FALSE;
+    }
+    if (strcmp(words[2], "vlan") == 0 &&
+        (!g_ascii_string_to_unsigned(words[3], 10, 0, G_MAXUINT, &vlan, NULL) ||
+         (count == 6 && !g_ascii_string_to_unsigned(words[5], 10, 0, G_MAXUINT, &qos, NULL)))) {
+        g_set_error(error, SIM_CONTROL_ERROR, 0, "vf %s vlan: not a number", words[1]);
+        return FALSE;
+    }
+    g_ptr_array_find(dev->physfn->virtfns, dev, &index);
+    ret = strcmp(words[2], "mac") == 0 ?
+        simModelSetVFMac(model, dev->physfn, index, mac, 0) :
+        simModelSetVFVlan(model, dev->physfn, index, vlan, qos, ETH_P_8021Q, 0);
+    if (ret < 0) {
+        g_set_error(error, SIM_CONTROL_ERROR, 0, "vf %s: %s", words[1], g_strerror(-ret));
+        return FALSE;
+    }
+    return TRUE;
+}
+
+
 static gboolean
 simControlNoArgs(GStrv words, GError **error)
 {
@@ -176,6 +231,8 @@ simControlRun(simModel *model, GStrv words, GError **error)
         return simControlCost(model, words, error);
     if (strcmp(words[0], "serialized") == 0)
         return simControlSerialized(model, words, error);
+    if (strcmp(words[0], "vf") == 0)
+        return simControlVF(model, words, error);
     if (strcmp(words[0], "unhang") == 0) {
         if (!simControlNoArgs(words, error))
             return FALSE;

@@ -55,6 +55,8 @@ typedef enum {
     SIM_FILE_CONTAINER,
     SIM_FILE_GROUP,
     SIM_FILE_CDEV,
+    SIM_FILE_NET_ADDRESS,
+    SIM_FILE_NET_IFINDEX,
 } simFileKind;
 
 typedef struct {
@@ -74,6 +76,7 @@ typedef struct {
 typedef struct {
     char *driver;               /* the driver the links show, or NULL */
     int vfio_cdev;              /* -1: none */
+    const char *netdev;         /* its interface (borrowed), NULL: none */
 } simDeviceShape;
 
 typedef struct {
@@ -282,11 +285,13 @@ simTreeLink(simTree *tree, const char *target, const char *fmt, ...)
 static simDeviceShape
 simDeviceShapeOf(const simDevice *dev)
 {
-    simDeviceShape shape = { NULL, dev->vfio_cdev };
+    simDeviceShape shape = { NULL, dev->vfio_cdev, NULL };
 
     /* During a blocked unbind the kernel has already removed the link. */
     if (dev->driver && !dev->unbinding)
         shape.driver = dev->driver;
+    if (dev->ifindex > 0)
+        shape.netdev = dev->netdev;
     return shape;
 }
 
@@ -311,6 +316,15 @@ simTreeAddDeviceShape(simTree *tree, simDevice *dev, const simDeviceShape *shape
 
         simTreeDeviceFile(tree, dev, attr, SIM_FILE_VFIO_DEV, 0444);
         simTreeFile(tree, cdev, SIM_FILE_CDEV, 0600)->dev = dev;
+    }
+    if (shape->netdev) {
+        g_autofree char *dir = g_strdup_printf("%s/net/%s", p, shape->netdev);
+        g_autofree char *address = g_strdup_printf("net/%s/address", shape->netdev);
+        g_autofree char *ifindex = g_strdup_printf("net/%s/ifindex", shape->netdev);
+
+        simTreeDeviceFile(tree, dev, address, SIM_FILE_NET_ADDRESS, 0444);
+        simTreeDeviceFile(tree, dev, ifindex, SIM_FILE_NET_IFINDEX, 0444);
+        simTreeLink(tree, dir, "sys/class/net/%s", shape->netdev);
     }
 }
 
@@ -340,6 +354,19 @@ simTreeRemoveDeviceShape(simTree *tree, simDevice *dev, const simDeviceShape *sh
         simTreeRemove(tree, dir);
         simTreeRemove(tree, cdev);
     }
+    if (shape->netdev) {
+        g_autofree char *dir = g_strdup_printf("%s/net", p);
+        g_autofree char *if_dir = g_strdup_printf("%s/%s", dir, shape->netdev);
+        g_autofree char *address = g_strdup_printf("%s/address", if_dir);
+        g_autofree char *ifindex = g_strdup_printf("%s/ifindex", if_dir);
+        g_autofree char *class_link = g_strdup_printf("sys/class/net/%s", shape->netdev);
+
+        simTreeRemove(tree, address);
+        simTreeRemove(tree, ifindex);
+        simTreeRemove(tree, if_dir);
+        simTreeRemove(tree, dir);
+        simTreeRemove(tree, class_link);
+    }
 }
 
 
@@ -351,7 +378,7 @@ simTreeSyncDevice(simTree *tree, simDevice *dev)
     simDeviceShape want = simDeviceShapeOf(dev);
 
     if (have && g_strcmp0(have->driver, want.driver) == 0 &&
-        have->vfio_cdev == want.vfio_cdev)
+        have->vfio_cdev == want.vfio_cdev && have->netdev == want.netdev)
         return;
     if (have)
         simTreeRemoveDeviceShape(tree, dev, have);
@@ -359,6 +386,7 @@ simTreeSyncDevice(simTree *tree, simDevice *dev)
     have = g_new0(simDeviceShape, 1);
     have->driver = g_strdup(want.driver);
     have->vfio_cdev = want.vfio_cdev;
+    have->netdev = want.netdev;
     g_hash_table_replace(tree->shapes, dev, have);
 }
 
@@ -460,6 +488,7 @@ simTreeBuild(simModel *model)
     simTreeDir(tree, "dev/vfio/devices");
     simTreeFile(tree, "sys/bus/pci/drivers_probe", SIM_FILE_DRIVERS_PROBE, 0200);
     simTreeDir(tree, "sys/bus/pci/devices");
+    simTreeDir(tree, "sys/class/net");
 
     for (i = 0; i < drivers->len; i++) {
         const char *driver = g_ptr_array_index(drivers, i);
@@ -607,6 +636,18 @@ simFsContent(simFs *fs, const simHandle *handle)
         break;
     case SIM_FILE_VFIO_DEV:
         content = g_strdup_printf("%d:%d\n", SIM_VFIO_CDEV_MAJOR, dev->vfio_cdev);
+        break;
+    case SIM_FILE_NET_ADDRESS: {
+        guint8 mac[SIM_MAC_LEN];
+        g_autofree char *text = NULL;
+
+        simNetdevAddress(dev, mac);
+        text = simFormatMac(mac);
+        content = g_strdup_printf("%s\n", text);
+        break;
+    }
+    case SIM_FILE_NET_IFINDEX:
+        content = g_strdup_printf("%d\n", dev->ifindex);
         break;
     default:
         content = g_strdup("");

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "simfs.h"
+#include "simnetlink.h"
 
 /* Handlers may block; 64 GPU groups released in parallel need at least
  * one thread per blocked writer plus the ones serving everything else. */
@@ -156,6 +157,8 @@ main(int argc, char **argv)
     g_autoptr(simModel) model = NULL;
     g_autoptr(simFs) fs = NULL;
     g_autofree char *topology = NULL;
+    g_autofree char *rtnl_socket = NULL;
+    g_autoptr(simNetlink) rtnl = NULL;
     gboolean serialized = FALSE;
     gboolean die_with_parent = FALSE;
     int ready_fd = -1;
@@ -170,6 +173,8 @@ main(int argc, char **argv)
           "Write \"ready\\n\" to fd N once the mount is usable", "N" },
         { "die-with-parent", 0, 0, G_OPTION_ARG_NONE, &die_with_parent,
           "Exit (and unmount) when the parent dies", NULL },
+        { "rtnl-socket", 0, 0, G_OPTION_ARG_FILENAME, &rtnl_socket,
+          "Serve rtnetlink there (for simnl-shim.so)", "PATH" },
         { NULL }
     };
 
@@ -181,7 +186,8 @@ main(int argc, char **argv)
     }
     if (argc != 2 || !topology) {
         g_printerr("hostdev-simhost: usage: hostdev-simhost --topology FILE "
-                   "[--serialized] [--ready-fd N] [--die-with-parent] MOUNTPOINT\n");
+                   "[--serialized] [--ready-fd N] [--die-with-parent] "
+                   "[--rtnl-socket PATH] MOUNTPOINT\n");
         return 2;
     }
     if (die_with_parent && !simDieWithParent(&error)) {
@@ -200,6 +206,11 @@ main(int argc, char **argv)
         return 1;
     }
 
+    if (rtnl_socket && !(rtnl = simNetlinkStart(model, rtnl_socket, &error))) {
+        g_printerr("hostdev-simhost: %s\n", error->message);
+        return 1;
+    }
+
     fs = simFsNew(model, ready_fd);
     if (!(session = simMount(fs, argv[0], argv[1], &error))) {
         g_printerr("hostdev-simhost: %s\n", error->message);
@@ -207,6 +218,7 @@ main(int argc, char **argv)
     }
 
     ret = simServe(session, model);
+    g_clear_pointer(&rtnl, simNetlinkStop);
     simModelShutdown(model);
     fuse_session_unmount(session);
     fuse_session_destroy(session);

@@ -40,6 +40,8 @@ struct _simModel {
 
     guint64 seq;
     GString *events;            /* JSON lines */
+
+    int last_ifindex;           /* the last interface's (simnet.c) */
 };
 
 /* Append one event; @dev, @driver, @error may be NULL, @group < 0 means the
@@ -48,6 +50,11 @@ void simModelLog(simModel *model, const char *event, const simDevice *dev,
                  const char *driver, int group, pid_t pid, const char *error);
 
 void simDeviceFree(simDevice *dev);
+
+/* simnet.c: name the interfaces once the topology is complete; register
+ * or unregister @dev's after its driver changed. */
+void simNetdevNameAll(simModel *model);
+void simNetdevSync(simModel *model, simDevice *dev, pid_t pid);
 
 /* @driver is one of the model's drivers. */
 gboolean simModelKnowsDriver(simModel *model, const char *driver);

@@ -26,6 +26,7 @@ simDeviceFree(simDevice *dev)
     g_free(dev->driver);
     g_free(dev->driver_override);
     g_free(dev->probe_fault_driver);
+    g_free(dev->netdev);
     g_ptr_array_unref(dev->virtfns);
     g_free(dev);
 }
@@ -326,6 +327,7 @@ simModelFinishTopology(simModel *model)
     while (g_hash_table_iter_next(&iter, &name, NULL))
         g_ptr_array_add(model->drivers, g_strdup(name));
     g_ptr_array_sort(model->drivers, simCompareStrings);
+    simNetdevNameAll(model);
 }
 
 
@@ -538,6 +540,7 @@ simModelAttach(simModel *model, simDevice *dev, const char *driver, pid_t pid)
     simModelLog(model, "bind", dev, driver, -1, pid, NULL);
     if (!had_node && simGroupHasDevNode(dev->group))
         simModelLog(model, "dev-node-created", dev, driver, -1, pid, NULL);
+    simNetdevSync(model, dev, pid);
 }
 
 
@@ -552,6 +555,7 @@ simModelDetach(simModel *model, simDevice *dev, pid_t pid)
     simModelLog(model, "unbind", dev, driver, -1, pid, NULL);
     if (simDriverIsVfio(driver) && !simGroupHasDevNode(dev->group))
         simModelLog(model, "dev-node-removed", dev, driver, -1, pid, NULL);
+    simNetdevSync(model, dev, pid);
 }
 
 
@@ -1000,6 +1004,34 @@ simModelShutdown(simModel *model)
 
 /* ---- .sim/state ------------------------------------------------------- */
 
+/* "netdev": the interface now, or null; "vf": what the PF keeps for a
+ * VF, or null. */
+static void
+simStateAddNet(JsonBuilder *builder, const simDevice *dev)
+{
+    json_builder_set_member_name(builder, "netdev");
+    if (dev->ifindex > 0)
+        json_builder_add_string_value(builder, dev->netdev);
+    else
+        json_builder_add_null_value(builder);
+    json_builder_set_member_name(builder, "vf");
+    if (dev->physfn && dev->netdev) {
+        g_autofree char *mac = simFormatMac(dev->vf_mac);
+
+        json_builder_begin_object(builder);
+        json_builder_set_member_name(builder, "mac");
+        json_builder_add_string_value(builder, mac);
+        json_builder_set_member_name(builder, "vlan");
+        json_builder_add_int_value(builder, dev->vf_vlan);
+        json_builder_set_member_name(builder, "qos");
+        json_builder_add_int_value(builder, dev->vf_qos);
+        json_builder_end_object(builder);
+    } else {
+        json_builder_add_null_value(builder);
+    }
+}
+
+
 static void
 simStateAddDevice(JsonBuilder *builder, const simDevice *dev)
 {
@@ -1032,6 +1064,7 @@ simStateAddDevice(JsonBuilder *builder, const simDevice *dev)
         json_builder_add_string_value(builder, cdev);
     else
         json_builder_add_null_value(builder);
+    simStateAddNet(builder, dev);
     json_builder_end_object(builder);
 }
 

@@ -74,6 +74,16 @@ struct _simDevice {
     char *probe_fault_driver;   /* only probes of this driver; NULL: all */
     simFault reset_fault;
     gboolean release_hang;
+
+    /* Network devices (simnet.c): the interface's name, NULL if none. */
+    char *netdev;
+    int ifindex;                /* > 0 while the interface exists */
+    /* SR-IOV VFs: what the PF's driver keeps for the VF (all zero: no MAC
+     * set), and whether setting it fails (EIO). */
+    guint8 vf_mac[6];
+    guint vf_vlan;
+    guint vf_qos;
+    simFault vf_fault;
 };
 
 struct _simGroup {
@@ -130,6 +140,25 @@ int simModelOpenGroup(simModel *model, int number, pid_t pid, gboolean probe);
 void simModelCloseGroup(simModel *model, int number, pid_t closer);
 int simModelOpenCdev(simModel *model, simDevice *dev, pid_t pid);
 void simModelCloseCdev(simModel *model, simDevice *dev, pid_t closer);
+
+/* Network interfaces and VF settings (simnet.c), lock held.  A network
+ * device (class 0x02) has an interface while its native driver is bound. */
+#define SIM_MAC_LEN 6
+gboolean simDeviceIsNetwork(const simDevice *dev);
+/* By @ifindex if > 0, else by @name; NULL if no interface has it now. */
+simDevice *simModelFindNetdev(simModel *model, const char *name, int ifindex);
+/* The devices with an interface now (simDevice *, borrowed), by ifindex. */
+GPtrArray *simModelNetdevs(simModel *model);
+/* The address of @dev's interface: for a VF the MAC its PF set, if any. */
+void simNetdevAddress(const simDevice *dev, guint8 mac[SIM_MAC_LEN]);
+char *simFormatMac(const guint8 mac[SIM_MAC_LEN]);
+/* VF @vf of @pf, as `ip link set PF vf N mac M` or `... vlan V qos Q
+ * proto P` ask its driver (ixgbe's checks): 0 or a negative errno, and a
+ * vf-set event.  -ENODEV when @pf has no interface. */
+int simModelSetVFMac(simModel *model, simDevice *pf, guint vf, const guint8 mac[SIM_MAC_LEN],
+                     pid_t pid);
+int simModelSetVFVlan(simModel *model, simDevice *pf, guint vf, guint vlan, guint qos,
+                      guint proto, pid_t pid);
 
 /* .sim/ctl: one command; FALSE (and -EINVAL for the writer) if it is
  * unknown or malformed, and then nothing changed. */

@@ -389,6 +389,41 @@ testSriovLinks(void)
 }
 
 
+/* A network device has net/<name>/ (and /sys/class/net/<name>) while its
+ * own driver has it; a VF's address is the MAC its PF set for it. */
+static void
+testNetdevs(void)
+{
+    g_autoptr(hdSimHost) sim = testStart("gpu16", NULL);
+    const char *vf = "0000:60:10.2";
+    g_autofree char *pf_address = NULL;
+    g_autofree char *ifindex = NULL;
+    g_autofree char *again = NULL;
+    g_autofree char *vf_address = NULL;
+
+    testAssertLink(sim, "sys/class/net/enp96s0", NULL,
+                   "sys/devices/pci0000:00/0000:00:1c.0/0000:60:00.0/net/enp96s0");
+    testAssertLink(sim, "sys/class/net/enp96s0v1", NULL,
+                   "sys/devices/pci0000:00/0000:00:1c.0/0000:60:10.2/net/enp96s0v1");
+    pf_address = testRead(sim, "sys/class/net/enp96s0/address");
+    g_assert_cmpstr(pf_address, ==, "02:00:00:60:00:00\n");
+    ifindex = testRead(sim, "sys/class/net/enp96s0v1/ifindex");
+    g_assert_false(testExists(sim, "sys/bus/pci/devices/0000:11:00.0/net"));
+
+    /* Its driver gone, the interface is gone; back, it has a new ifindex. */
+    g_assert_cmpint(testWrite(sim, "sys/bus/pci/drivers/ixgbevf/unbind", vf), ==, 0);
+    g_assert_false(testExists(sim, "sys/bus/pci/devices/0000:60:10.2/net"));
+    g_assert_false(testExists(sim, "sys/class/net/enp96s0v1"));
+    g_assert_cmpint(testWrite(sim, "sys/bus/pci/drivers_probe", vf), ==, 0);
+    again = testRead(sim, "sys/class/net/enp96s0v1/ifindex");
+    g_assert_cmpint(atoi(again), >, atoi(ifindex));
+
+    testCtl(sim, "vf 0000:60:10.2 mac 52:54:00:aa:bb:cc");
+    vf_address = testRead(sim, "sys/class/net/enp96s0v1/address");
+    g_assert_cmpstr(vf_address, ==, "52:54:00:aa:bb:cc\n");
+}
+
+
 /* ---- Binding ----------------------------------------------------------- */
 
 static void
@@ -560,6 +595,9 @@ testTreeFollowsBinding(void)
     const char *nic_files = "class device driver driver_override iommu_group reset "
         "reset_method vendor";
     g_autofree char *nic_vfio_files = g_strdup_printf("%s vfio-dev", nic_files);
+    /* Its e1000e registers the interface enp0s25. */
+    const char *nic_host_files = "class device driver driver_override iommu_group net reset "
+        "reset_method vendor";
     guint round;
 
     for (round = 0; round < 3; round++) {
@@ -569,6 +607,8 @@ testTreeFollowsBinding(void)
         testAssertList(sim, "dev/vfio", "3 devices vfio");
         testAssertList(sim, "dev/vfio/devices", "vfio0");
         testAssertList(sim, nic_dir, nic_vfio_files);
+        testAssertList(sim, "sys/class/net", "enp3s0f0 enp3s0f1 enp3s0f2 enp3s0f3 enp5s0 "
+                       "enp5s1");
 
         g_assert_cmpint(testWrite(sim, "sys/bus/pci/drivers/vfio-pci/unbind", NIC), ==, 0);
         testAssertList(sim, "sys/bus/pci/drivers/vfio-pci", "bind unbind");
@@ -581,7 +621,10 @@ testTreeFollowsBinding(void)
                         ==, 0);
         g_assert_cmpint(testWrite(sim, "sys/bus/pci/drivers_probe", NIC), ==, 0);
         testAssertList(sim, "sys/bus/pci/drivers/e1000e", "0000:00:19.0 bind unbind");
-        testAssertList(sim, nic_dir, nic_files);
+        testAssertList(sim, nic_dir, nic_host_files);
+        testAssertList(sim, "sys/class/net", "enp0s25 enp3s0f0 enp3s0f1 enp3s0f2 enp3s0f3 "
+                       "enp5s0 enp5s1");
+        testAssertList(sim, "sys/bus/pci/devices/" NIC "/net/enp0s25", "address ifindex");
         testAssertLink(sim, "sys/bus/pci/devices/" NIC "/driver", NULL,
                        "sys/bus/pci/drivers/e1000e");
     }
@@ -1279,6 +1322,7 @@ main(int argc, char **argv)
     g_test_add_func("/simhost/tree", testTree);
     g_test_add_func("/simhost/links", testLinks);
     g_test_add_func("/simhost/links/sriov", testSriovLinks);
+    g_test_add_func("/simhost/netdevs", testNetdevs);
     g_test_add_func("/simhost/bind/errors", testBindErrors);
     g_test_add_func("/simhost/bind/drivers-probe", testDriversProbe);
     g_test_add_func("/simhost/bind/dev-node", testDevNode);

@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <string.h>
+#include <linux/if_ether.h>
 
 #include <json-glib/json-glib.h>
 
@@ -328,7 +329,9 @@ testEventsAndState(void)
     g_assert_cmpint(simModelUnbind(model, "e1000e", W("0000:00:19.0"), 42), ==, 0);
     events = simModelEventsText(model);
     lines = g_strsplit(events, "\n", -1);
-    g_assert_cmpuint(g_strv_length(lines), ==, 3);
+    /* override, unbind, and the NIC's interface going with its driver */
+    g_assert_cmpuint(g_strv_length(lines), ==, 4);
+    g_assert_nonnull(strstr(lines[2], "\"event\": \"netdev-removed\""));
     first = json_from_string(lines[0], &error);
     g_assert_no_error(error);
     obj = json_node_get_object(first);
@@ -353,6 +356,81 @@ testEventsAndState(void)
     g_assert_false(json_object_get_boolean_member(obj, "serialized"));
     g_assert_cmpuint(json_array_get_length(json_object_get_array_member(obj, "devices")), ==, 12);
     g_assert_cmpuint(json_array_get_length(json_object_get_array_member(obj, "groups")), ==, 6);
+}
+
+
+/* Interfaces are named as udev names them and come and go with their
+ * driver; a VF's MAC and VLAN are set through its PF, with ixgbe's checks. */
+static void
+testNetdevs(void)
+{
+    g_autoptr(simModel) small = testLoad("small.json");
+    g_autoptr(simModel) model = testLoad("gpu16.json");
+    simDevice *pf = testDevice(model, "0000:60:00.0");
+    simDevice *vf = testDevice(model, "0000:60:10.2");
+    simDevice *nic = testDevice(model, "0000:70:00.0");
+    static const guint8 mac[SIM_MAC_LEN] = { 0x52, 0x54, 0x00, 0xaa, 0xbb, 0xcc };
+    static const guint8 multicast[SIM_MAC_LEN] = { 0x01, 0x00, 0x5e, 0x00, 0x00, 0x01 };
+    static const guint8 zero[SIM_MAC_LEN];
+    guint8 address[SIM_MAC_LEN];
+    int ifindex;
+
+    g_assert_cmpstr(testDevice(small, "0000:00:19.0")->netdev, ==, "enp0s25");
+    g_assert_cmpstr(testDevice(small, "0000:03:00.1")->netdev, ==, "enp3s0f1");
+    g_assert_null(testDevice(small, "0000:01:00.0")->netdev);
+    g_assert_cmpstr(pf->netdev, ==, "enp96s0");
+    g_assert_cmpstr(vf->netdev, ==, "enp96s0v1");
+
+    simModelLock(model);
+    g_assert_true(simModelFindNetdev(model, "enp96s0", 0) == pf);
+    g_assert_true(simModelFindNetdev(model, NULL, vf->ifindex) == vf);
+    g_assert_null(simModelFindNetdev(model, "enp96s9", 0));
+
+    g_assert_cmpint(simModelSetVFMac(model, pf, 1, mac, 7), ==, 0);
+    g_assert_cmpmem(vf->vf_mac, SIM_MAC_LEN, mac, SIM_MAC_LEN);
+    simNetdevAddress(vf, address);
+    g_assert_cmpmem(address, SIM_MAC_LEN, mac, SIM_MAC_LEN);
+    g_assert_cmpint(simModelSetVFMac(model, pf, 1, multicast, 7), ==, -EINVAL);
+    g_assert_cmpint(simModelSetVFMac(model, pf, 4, mac, 7), ==, -EINVAL);
+    g_assert_cmpint(simModelSetVFVlan(model, pf, 1, 42, 3, ETH_P_8021Q, 7), ==, 0);
+    g_assert_cmpint(simModelSetVFVlan(model, pf, 1, 4096, 0, ETH_P_8021Q, 7), ==, -EINVAL);
+    g_assert_cmpint(simModelSetVFVlan(model, pf, 1, 7, 8, ETH_P_8021Q, 7), ==, -EINVAL);
+    g_assert_cmpint(simModelSetVFVlan(model, pf, 1, 7, 0, ETH_P_8021AD, 7), ==,
+                    -EPROTONOSUPPORT);
+    g_assert_cmpuint(vf->vf_vlan, ==, 42);
+    g_assert_cmpuint(vf->vf_qos, ==, 3);
+    /* No such driver operation on a PF without VFs. */
+    g_assert_cmpint(simModelSetVFMac(model, nic, 0, mac, 7), ==, -EOPNOTSUPP);
+    g_assert_cmpint(simModelSetVFMac(model, pf, 1, zero, 7), ==, 0);
+    g_assert_cmpmem(vf->vf_mac, SIM_MAC_LEN, zero, SIM_MAC_LEN);
+    simModelUnlock(model);
+
+    /* A VF rebound keeps what its PF set; a PF without its driver has no
+     * interface to set anything through. */
+    ifindex = vf->ifindex;
+    g_assert_true(simModelControl(model, W("vf 0000:60:10.2 mac 52:54:00:aa:bb:cc"), NULL));
+    g_assert_cmpint(simModelUnbind(model, "ixgbevf", W("0000:60:10.2"), 1), ==, 0);
+    g_assert_cmpint(vf->ifindex, ==, 0);
+    g_assert_cmpint(simModelProbe(model, W("0000:60:10.2"), 1), ==, 0);
+    g_assert_cmpint(vf->ifindex, >, ifindex);
+    g_assert_cmpmem(vf->vf_mac, SIM_MAC_LEN, mac, SIM_MAC_LEN);
+    g_assert_cmpint(simModelUnbind(model, "ixgbe", W("0000:60:00.0"), 1), ==, 0);
+    g_assert_false(simModelControl(model, W("vf 0000:60:10.2 vlan 5"), NULL));
+    simModelLock(model);
+    g_assert_null(simModelFindNetdev(model, "enp96s0", 0));
+    g_assert_cmpint(simModelSetVFVlan(model, pf, 1, 5, 0, ETH_P_8021Q, 7), ==, -ENODEV);
+    simModelUnlock(model);
+    g_assert_cmpint(simModelProbe(model, W("0000:60:00.0"), 1), ==, 0);
+
+    /* A fault makes setting fail (EIO), and changes nothing. */
+    g_assert_true(simModelControl(model, W("fault 0000:60:10.2 vf fail"), NULL));
+    g_assert_false(simModelControl(model, W("vf 0000:60:10.2 vlan 9 qos 1"), NULL));
+    g_assert_cmpuint(vf->vf_vlan, ==, 42);
+    g_assert_true(simModelControl(model, W("fault 0000:60:10.2 vf ok"), NULL));
+    g_assert_true(simModelControl(model, W("vf 0000:60:10.2 vlan 9 qos 1"), NULL));
+    g_assert_cmpuint(vf->vf_vlan, ==, 9);
+    g_assert_false(simModelControl(model, W("fault 0000:60:00.0 vf fail"), NULL));
+    g_assert_false(simModelControl(model, W("vf 0000:60:10.2 mac 52:54"), NULL));
 }
 
 
@@ -390,6 +468,7 @@ main(int argc, char **argv)
         g_test_add_data_func(path, &badTopologies[i], testTopologyErrors);
     }
     g_test_add_func("/simmodel/topology/not-regular", testTopologyNotRegular);
+    g_test_add_func("/simmodel/netdevs", testNetdevs);
     g_test_add_func("/simmodel/bind-codes", testBindCodes);
     g_test_add_func("/simmodel/drivers-probe", testProbe);
     g_test_add_func("/simmodel/open", testOpen);
