@@ -128,7 +128,10 @@ hdVFNetGetNetlink(const char *pf_ifname, unsigned int index, hdVFNetConfig *conf
                    pf_ifname, nl_geterror(rc));
         return FALSE;
     }
-    if (!(vf = rtnl_link_vf_get(link, index))) {
+    /* libnl's rtnl_link_vf_get() dereferences the VF list without looking:
+     * a PF whose driver reports none (no ndo_get_vf_config, e.g. e1000e)
+     * must be caught first. */
+    if (!rtnl_link_has_vf_list(link) || !(vf = rtnl_link_vf_get(link, index))) {
         hdErrorSet(error, HD_ERROR_NOT_FOUND, _("network interface %1$s has no VF %2$u"),
                    pf_ifname, index);
         goto cleanup;
