@@ -6,6 +6,9 @@
 # holding every group's /dev/vfio/N open (closing one when its last device
 # is unplugged, before it sends DEVICE_DELETED), so the daemon finds the
 # holders in /proc and talks to the monitor exactly as on a real host.
+# The simulated host also serves rtnetlink, which hostdevd reaches through
+# simnl-shim.so: an SR-IOV VF hot-plugged as <interface type='hostdev'>
+# gets its MAC and VLAN from its PF and has them restored when it goes home.
 # Everything runs in a private mount namespace, and the simulated host is
 # unmounted, the daemon and the QEMU ended, on exit, Ctrl-C or failure.
 set -euo pipefail
@@ -21,8 +24,9 @@ fi
 simhost=$build/tests/sim/hostdev-simhost
 hostdevd=$build/src/daemon/hostdevd
 hostdevctl=$build/src/cli/hostdevctl
-for bin in "$simhost" "$hostdevd" "$hostdevctl"; do
-    [ -x "$bin" ] || { echo "demo: $bin is missing (build first)" >&2; exit 1; }
+rtnl_shim=$build/tests/sim/simnl-shim.so
+for bin in "$simhost" "$hostdevd" "$hostdevctl" "$rtnl_shim"; do
+    [ -e "$bin" ] || { echo "demo: $bin is missing (build first)" >&2; exit 1; }
 done
 [ -c /dev/fuse ] || { echo "demo: /dev/fuse is missing: the simulated host needs FUSE" >&2; exit 1; }
 
@@ -74,6 +78,10 @@ elif what == "count-on":
     print(sum(1 for d in state["devices"] if d["driver"] == sys.argv[3]))
 elif what == "violations":
     print(state["violations"])
+elif what == "vf":
+    for d in state["devices"]:
+        if d["address"] == sys.argv[3]:
+            print(d["vf"]["mac"], d["vf"]["vlan"])
 EOF2
 }
 
@@ -94,7 +102,8 @@ alias_of() { local a=${1//:/-}; echo "hostdev-${a//./-}"; }
 show_group() { ctl list | awk -v g="IOMMU group $1" '$0 ~ "^IOMMU" { p = ($0 == g || index($0, g " ") == 1) } p'; }
 
 step "Mounting the simulated host (topology gpu16)"
-"$simhost" --topology "$src/tests/sim/topologies/gpu16.json" "$root" &
+"$simhost" --topology "$src/tests/sim/topologies/gpu16.json" --rtnl-socket "$work/rtnl.sock" \
+    "$root" &
 sim_pid=$!
 for _ in $(seq 100); do
     [ -e "$root/.sim/state" ] && break
@@ -105,8 +114,9 @@ mapfile -t gpus < <(simq on nvidia)
 mapfile -t audios < <(simq on snd_hda_intel)
 echo "${#gpus[@]} GPUs and ${#audios[@]} HDMI audio functions, each pair one IOMMU group"
 
-step "Starting hostdevd on it"
-"$hostdevd" --foreground --root "$root" --state-dir "$state" --socket "$sock" \
+step "Starting hostdevd on it (its rtnetlink goes to the simulated host)"
+LD_PRELOAD=$rtnl_shim HD_SIM_RTNL=$work/rtnl.sock \
+    "$hostdevd" --foreground --root "$root" --state-dir "$state" --socket "$sock" \
     --log-level warning 2>"$work/hostdevd.log" &
 daemon_pid=$!
 retry 100 'ctl status >/dev/null 2>&1' || { cat "$work/hostdevd.log" >&2; exit 1; }
@@ -166,6 +176,29 @@ show_group "$g0"
 echo "group $g0 given back in $detach_s s (QEMU closed it, then DEVICE_DELETED):" \
      "$gpu0 on $(simq driver "$gpu0"), $audio0 on $(simq driver "$audio0")"
 
+vf=0000:60:10.2
+pf=$(basename "$(readlink -f "$root/sys/bus/pci/devices/$vf/physfn")")
+pf_if=$(ls "$root/sys/bus/pci/devices/$pf/net")
+# ip link show's line for the VF, from the simulated PF.
+vf_line() { simq vf "$vf" | { read -r mac vlan; echo "$pf_if: vf 1 link/ether $mac, vlan $vlan"; }; }
+echo "vf 0000:60:10.2 mac 02:00:00:00:0a:01" >"$root/.sim/ctl"
+echo "vf 0000:60:10.2 vlan 7" >"$root/.sim/ctl"
+
+step "hostdevctl attach-device guest: SR-IOV VF $vf as <interface type='hostdev'>, MAC and VLAN"
+echo "before, as the host's admin left it: $(vf_line)  ($vf on $(simq driver "$vf"))"
+IFS=':.' read -r d b s f <<<"$vf"
+cat >"$work/vf.xml" <<EOF2
+<interface type='hostdev' managed='yes'>
+  <source><address type='pci' domain='0x$d' bus='0x$b' slot='0x$s' function='0x$f'/></source>
+  <mac address='52:54:00:6d:90:01'/>
+  <vlan><tag id='42'/></vlan>
+  <alias name='$(alias_of "$vf")'/>
+</interface>
+EOF2
+ctl attach-device guest "$work/vf.xml"
+echo "for the guest, set by its PF $pf:   $(vf_line)  ($vf on $(simq driver "$vf"))"
+[ "$(simq vf "$vf")" = "52:54:00:6d:90:01 42" ]
+
 step "hostdevctl destroy guest: QEMU is ended, every remaining group goes home in parallel"
 t0=$(now)
 ctl destroy guest
@@ -173,19 +206,23 @@ wait "$qemu_pid" 2>/dev/null || true
 qemu_pid=""
 destroy_s=$(since "$t0")
 echo "destroy done in $destroy_s s"
+retry 100 '[ "$(simq vf "$vf")" = "02:00:00:00:0a:01 7" ]'
+echo "given back, restored by the PF:       $(vf_line)  ($vf on $(simq driver "$vf"))"
 
 step "Summary"
 tracked=$(ctl --json status | python3 -c 'import json, sys; print(json.load(sys.stdin)["tracked-devices"])')
-echo "prepare (32 functions):     $prepare_s s"
-echo "detach-device of a GPU:     $detach_s s"
-echo "destroy (15 GPUs, 30 fns):  $destroy_s s"
-echo "GPUs on nvidia:             $(simq count-on nvidia) / ${#gpus[@]}"
-echo "audio on snd_hda_intel:     $(simq count-on snd_hda_intel) / ${#audios[@]}"
-echo "devices still tracked:      $tracked"
+echo "prepare (32 functions):          $prepare_s s"
+echo "detach-device of a GPU:          $detach_s s"
+echo "destroy (15 GPUs, 30 fns, 1 VF): $destroy_s s"
+echo "GPUs on nvidia:                  $(simq count-on nvidia) / ${#gpus[@]}"
+echo "audio on snd_hda_intel:          $(simq count-on snd_hda_intel) / ${#audios[@]}"
+echo "VF on ixgbevf, as it was:        $(simq driver "$vf"), $(vf_line)"
+echo "devices still tracked:           $tracked"
 violations=$(simq violations)
-echo "viability violations:       $violations"
+echo "viability violations:            $violations"
 [ "$violations" -eq 0 ]
 [ "$tracked" -eq 0 ]
 [ "$(simq count-on nvidia)" -eq "${#gpus[@]}" ]
 [ "$(simq count-on snd_hda_intel)" -eq "${#audios[@]}" ]
+[ "$(simq driver "$vf")" = ixgbevf ] && [ "$(simq vf "$vf")" = "02:00:00:00:0a:01 7" ]
 echo "demo: OK"
