@@ -1631,6 +1631,15 @@ hddSweepThread(GTask *task, gpointer source, gpointer data, GCancellable *cancel
 
 static gboolean hddSweep(gpointer opaque);
 
+
+static gboolean
+hddSecurityPending(hddDaemon *dmn)
+{
+    g_auto(GStrv) pending = hdSecurityManagerListPending(dmn->sec);
+
+    return pending && pending[0];
+}
+
 static void
 hddSweepDone(GObject *source, GAsyncResult *res, gpointer opaque)
 {
@@ -1654,7 +1663,9 @@ hddSweep(gpointer opaque)
     pending = hdManagerPendingGroups(dmn->mgr);
     if (dmn->watcher)
         hddWatcherSync(dmn->watcher, pending);
-    if (pending->len == 0 ||
+    /* A security cleanup left pending (a VF restore that failed) is
+     * retried too, even with no group pending. */
+    if ((pending->len == 0 && !hddSecurityPending(dmn)) ||
         (!dmn->group_freed && dmn->sweep_ticks < HDD_SWEEP_FALLBACK_TICKS))
         return G_SOURCE_CONTINUE;
     dmn->group_freed = FALSE;

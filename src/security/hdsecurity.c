@@ -507,6 +507,49 @@ hdSecApplyAcl(hdSecurityManager *sec, const char *domain, const char *cgroup,
 }
 
 
+/* What a VF gets from @net: an absent <mac> keeps the VF's (@now); an
+ * absent <vlan> means untagged, as libvirt does. */
+static hdVFNetConfig
+hdSecWantVF(const hdVFNetConfig *now, const hdHostdevNet *net)
+{
+    hdVFNetConfig want = *now;
+
+    if (net->mac)
+        g_strlcpy(want.mac, net->mac, sizeof(want.mac));
+    want.vlan = net->vlan >= 0 ? net->vlan : 0;
+    return want;
+}
+
+
+/* @rec, pending, becomes @domain's again: recorded before the VF is set;
+ * if setting fails it stays pending, as it was. */
+static gboolean
+hdSecTakeOverVF(hdSecurityManager *sec, hdSecRecord *rec, const char *domain,
+                unsigned int group, const hdHostdevNet *net, GError **error)
+{
+    hdVFNetConfig now;
+    hdVFNetConfig want;
+    g_autoptr(GError) ignored = NULL;
+
+    if (!sec->vfnet->get(rec->pf, rec->index, &now, sec->vfnet_opaque, error))
+        return FALSE;
+    want = hdSecWantVF(&now, net);
+    g_free(rec->domain);
+    rec->domain = g_strdup(domain);
+    rec->group = group;
+    rec->pending = FALSE;
+    rec->wait_free = FALSE;
+    if (!hdSecSave(sec, error))
+        return FALSE;
+    if (!sec->vfnet->set(rec->pf, rec->index, &want, sec->vfnet_opaque, error)) {
+        rec->pending = TRUE;
+        hdSecSave(sec, &ignored);
+        return FALSE;
+    }
+    return TRUE;
+}
+
+
 static gboolean
 hdSecApplyVF(hdSecurityManager *sec, const char *domain, const char *address,
              unsigned int group, const hdHostdevNet *net, GError **error)
@@ -516,6 +559,11 @@ hdSecApplyVF(hdSecurityManager *sec, const char *domain, const char *address,
     hdVFNetConfig want;
     hdPCIAddress addr;
 
+    /* A restore still pending (it failed, say after a failed assignment)
+     * holds the VF's settings from before hostdev: this assignment takes
+     * the record over, so that they are what goes back in the end. */
+    if (existing && existing->pending)
+        return hdSecTakeOverVF(sec, existing, domain, group, net, error);
     if (existing) {
         hdErrorSet(error, HD_ERROR_IN_USE,
                    _("the settings of VF %1$s saved for domain %2$s are not restored yet"),
@@ -530,12 +578,8 @@ hdSecApplyVF(hdSecurityManager *sec, const char *domain, const char *address,
         !sec->vfnet->get(rec->pf, rec->index, &rec->saved, sec->vfnet_opaque, error))
         return FALSE;
 
-    /* Step 2: save it; step 3: set the domain's.  An absent <mac> keeps
-     * the VF's; an absent <vlan> means untagged, as libvirt does. */
-    want = rec->saved;
-    if (net->mac)
-        g_strlcpy(want.mac, net->mac, sizeof(want.mac));
-    want.vlan = net->vlan >= 0 ? net->vlan : 0;
+    /* Step 2: save it; step 3: set the domain's. */
+    want = hdSecWantVF(&rec->saved, net);
     rec->kind = HD_SEC_VF;
     rec->domain = g_strdup(domain);
     rec->group = group;

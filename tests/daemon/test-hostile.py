@@ -167,6 +167,19 @@ def start_guest(env, name="guest"):
     return qemu
 
 
+def sim_ctl(env, *commands):
+    """Commands of the simulated host's .sim/ctl, one write each."""
+    for command in commands:
+        with open(os.path.join(env.root, ".sim/ctl"), "w") as f:
+            f.write(command)
+
+
+def sim_vf(env, addr):
+    """The MAC and VLAN the simulated PF keeps for VF @addr."""
+    dev = next(d for d in env.sim_state()["devices"] if d["address"] == addr)
+    return dev["vf"]["mac"], dev["vf"]["vlan"]
+
+
 def domain_names(env):
     return [d["name"] for d in env.client().execute("query-domains")]
 
@@ -728,6 +741,44 @@ def hostile_failed_prepare(env):
     check(env.state_of(VF1)["domain"] == "guest", "... and so does an attach-device")
     env.ctl("destroy", "guest")
     env.ctl("nodedev-reattach", PF)
+    check(env.drivers() == orig, "everything given back")
+
+    # The PF refuses the VF's settings, and keeps refusing: the prepare
+    # fails and the settings saved before cannot even be put back yet.  The
+    # next prepare of the VF takes that pending restore over (no sweep runs
+    # in between), and what goes back in the end is what the VF had first.
+    env.stop_daemon()
+    env.start_daemon("--sweep-ms", "600000")
+    start_guest(env)
+    sim_ctl(env, f"vf {VF1} mac 02:aa:00:00:00:01", f"vf {VF1} vlan 5",
+            f"fault {VF1} vf fail")
+    failing = env.write("vf.xml", domain_xml("guest", interface_xml(VF1, "52:54:00:aa:bb:03",
+                                                                    42)))
+    env.ctl("prepare", "guest", failing, expect=None)
+    check(env.driver(VF1) == orig[VF1] and sim_vf(env, VF1) == ("02:aa:00:00:00:01", 5),
+          "a VF its PF refuses: the prepare fails, the VF is home, unchanged")
+    check(json.loads(env.ctl("--json", "status").stdout)["security-pending"] ==
+          [f"vf {VF1}"], "... and restoring its settings is pending")
+    sim_ctl(env, f"fault {VF1} vf ok")
+    env.ctl("prepare", "guest", failing)
+    check(sim_vf(env, VF1) == ("52:54:00:aa:bb:03", 42),
+          "the next prepare of the VF takes the pending restore over")
+    env.ctl("destroy", "guest")
+    wait_for(lambda: sim_vf(env, VF1) == ("02:aa:00:00:00:01", 5), "the first settings back")
+    check(env.security_records() == [], "the VF goes home with what it had first")
+
+    # A restore left pending is retried by the sweep, with no group pending.
+    env.stop_daemon()
+    env.start_daemon()
+    start_guest(env)
+    sim_ctl(env, f"fault {VF1} vf fail")
+    env.ctl("prepare", "guest", failing, expect=None)
+    sim_ctl(env, f"fault {VF1} vf ok")
+    wait_for(lambda: json.loads(env.ctl("--json", "status").stdout)["security-pending"] == [],
+             "the pending restore retried")
+    check(env.security_records() == [] and sim_vf(env, VF1) == ("02:aa:00:00:00:01", 5),
+          "a restore left pending is retried once the PF takes it")
+    env.ctl("destroy", "guest")
     check(env.drivers() == orig, "everything given back")
     stop_clean(env)
 
