@@ -539,6 +539,8 @@ hddQueryStatus(hddDaemon *dmn)
     json_builder_add_int_value(b, tracked->len);
     json_builder_set_member_name(b, "operations");
     json_builder_add_int_value(b, dmn->ops);
+    json_builder_set_member_name(b, "clients");
+    json_builder_add_int_value(b, hddServerClientCount());
     json_builder_set_member_name(b, "pending-groups");
     json_builder_begin_array(b);
     for (i = 0; pending && i < pending->len; i++)
@@ -1170,6 +1172,7 @@ hddOpDone(GObject *source, GAsyncResult *res, gpointer opaque)
     guint i;
 
     dmn->ops--;
+    hddClientOpDone(op->client);
     if (dom) {
         dom->busy = FALSE;
         if (!error && op->func == hddWorkDestroy) {
@@ -1218,6 +1221,7 @@ hddOpStart(hddOp *op)
     g_autoptr(GTask) task = g_task_new(NULL, NULL, hddOpDone, NULL);
 
     op->dmn->ops++;
+    hddClientOpStarted(op->client);
     if (op->domain)
         ((hddDomain *)g_hash_table_lookup(op->dmn->domains, op->domain))->busy = TRUE;
     g_task_set_task_data(task, op, (GDestroyNotify)hddOpFree);

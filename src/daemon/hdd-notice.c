@@ -78,6 +78,8 @@ hddNoticePost(hddNotice *notice, gpointer data, GDestroyNotify free_data)
     posted->notice = notice;
     posted->data = data;
     posted->free = free_data;
+    /* Not starved by a busy request queue (hdd-server.c). */
+    g_source_set_priority(idle, G_PRIORITY_DEFAULT);
     g_source_set_callback(idle, hddNoticeRun, posted, hddNoticePostedFree);
     g_source_attach(idle, NULL);
 }

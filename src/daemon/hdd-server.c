@@ -10,6 +10,26 @@
  * after an error reply; any other bad request gets an error reply and
  * changes nothing.
  *
+ * Limits (docs/protocol.rst): at most config->max_clients connections
+ * (root has HDD_ROOT_RESERVE more, so that an administrator can still look
+ * at a daemon that group members saturate); a connection that has not
+ * negotiated within config->handshake_timeout seconds is ended.
+ *
+ * Fairness: reading a connection only splits its input into lines; the
+ * requests run from one queue of connections, one request per turn and
+ * main loop iteration (round robin), so that a client that pipelines a
+ * thousand requests delays another one's by one request, not a thousand.
+ * A connection has at most HDD_CLIENT_MAX_PENDING requests in the daemon
+ * (waiting for their turn, or running on a worker) and at most one
+ * request's worth of input waiting: beyond that it is not read (flow
+ * control: the client's writes wait, nothing is lost).  Its requests also
+ * wait while HDD_CLIENT_MAX_UNREAD replies it has not read are queued.
+ * Everything on the main context runs at G_PRIORITY_DEFAULT, so that a
+ * busy request queue starves none of it.
+ *
+ * Memory: an idle connection holds no buffer (reads go to one shared
+ * buffer, a connection's input is kept only while it has some).
+ *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #include <errno.h>
@@ -31,14 +51,29 @@
 #define HDD_MAX_BACKLOG 4096
 /* Input discarded after a fatal error before the connection is cut. */
 #define HDD_MAX_DRAIN (16 * 1024 * 1024)
+/* Connections root may open beyond --max-clients. */
+#define HDD_ROOT_RESERVE 16
+/* Requests of one connection in the daemon: waiting, or on a worker. */
+#define HDD_CLIENT_MAX_PENDING 32
+/* Messages queued for a client before its next request waits. */
+#define HDD_CLIENT_MAX_UNREAD 64
 
 struct _hddClient {
     gint refs;
     guint serial;
     hddDaemon *dmn;
     GSocketConnection *conn;
+    GSocket *sock;            /* conn's */
+    GSource *in_source;       /* while it is read; NULL: flow control */
+    guint timer_id;           /* until qmp_capabilities, or until it hangs up */
     GCancellable *cancel;
-    GByteArray *inbuf;
+    GByteArray *inbuf;        /* input not run yet; NULL when there is none */
+    gsize scanned;            /* bytes of inbuf searched for line ends */
+    gsize line_start;         /* where the line after the complete ones starts */
+    guint lines;              /* complete lines in inbuf */
+    guint running;            /* requests on workers, not answered yet */
+    gboolean too_large;       /* an over-long line follows the complete ones */
+    gboolean ready;           /* in server.ready */
     GQueue outq;              /* GBytes *, the head is being written */
     gboolean writing;
     gboolean negotiated;
@@ -47,7 +82,6 @@ struct _hddClient {
     gsize drained;
     pid_t pid;
     uid_t uid;
-    guint8 chunk[65536];
 };
 
 typedef struct {
@@ -59,14 +93,22 @@ static struct {
     hddDaemon *dmn;
     GSocketService *service;
     GList *clients;           /* hddClient *, main thread only */
+    guint nclients;
     guint serial;
+    GQueue ready;             /* hddClient * (a reference each) with a request to run */
+    guint run_id;
+    gint64 refused_logged;    /* when a refused connection was last logged */
     GMutex lock;              /* guards queue and flush_id */
     GQueue queue;             /* hddOutgoing * */
     guint flush_id;
 } server;
 
+/* Where every connection is read into (main thread only). */
+static guint8 hddReadBuffer[65536];
+
 static void hddClientRead(hddClient *client);
 static void hddClientWriteNext(hddClient *client);
+static void hddClientSchedule(hddClient *client);
 
 
 hddClient *
@@ -84,9 +126,19 @@ hddClientUnref(hddClient *client)
         return;
     g_clear_object(&client->conn);
     g_clear_object(&client->cancel);
-    g_byte_array_unref(client->inbuf);
+    g_clear_pointer(&client->inbuf, g_byte_array_unref);
     g_queue_clear_full(&client->outq, (GDestroyNotify)g_bytes_unref);
     g_free(client);
+}
+
+
+static void
+hddClientStopReading(hddClient *client)
+{
+    if (client->in_source) {
+        g_source_destroy(client->in_source);
+        g_clear_pointer(&client->in_source, g_source_unref);
+    }
 }
 
 
@@ -97,9 +149,13 @@ hddClientClose(hddClient *client)
         return;
     client->closed = TRUE;
     g_debug("client %u (pid %d) disconnected", client->serial, (int)client->pid);
+    hddClientStopReading(client);
+    g_clear_handle_id(&client->timer_id, g_source_remove);
     g_cancellable_cancel(client->cancel);
     g_io_stream_close(G_IO_STREAM(client->conn), NULL, NULL);
+    g_clear_pointer(&client->inbuf, g_byte_array_unref);
     server.clients = g_list_remove(server.clients, client);
+    server.nclients--;
     hddClientUnref(client);
 }
 
@@ -117,6 +173,7 @@ hddClientWriteDone(GObject *source, GAsyncResult *res, gpointer opaque)
     } else {
         g_bytes_unref(g_queue_pop_head(&client->outq));
         hddClientWriteNext(client);
+        hddClientSchedule(client);
     }
     hddClientUnref(client);
 }
@@ -213,7 +270,7 @@ hddSend(hddClient *client, JsonNode *msg)
     g_mutex_lock(&server.lock);
     g_queue_push_tail(&server.queue, out);
     if (!server.flush_id)
-        server.flush_id = g_idle_add_full(G_PRIORITY_HIGH_IDLE, hddFlush, NULL, NULL);
+        server.flush_id = g_idle_add_full(G_PRIORITY_DEFAULT, hddFlush, NULL, NULL);
     g_mutex_unlock(&server.lock);
 }
 
@@ -347,6 +404,7 @@ hddClientRequest(hddClient *client, const char *line, gsize len)
             return;
         }
         client->negotiated = TRUE;
+        g_clear_handle_id(&client->timer_id, g_source_remove);
         hddSend(client, hddReply(NULL, id));
         return;
     }
@@ -362,68 +420,219 @@ hddClientRequest(hddClient *client, const char *line, gsize len)
 }
 
 
-static void
-hddClientReadDone(GObject *source, GAsyncResult *res, gpointer opaque)
-{
-    hddClient *client = opaque;
-    g_autoptr(GError) error = NULL;
-    gssize n = g_input_stream_read_finish(G_INPUT_STREAM(source), res, &error);
-    guint8 *nl;
+static gboolean hddClientTimeout(gpointer opaque);
 
-    if (client->closed) {
-        hddClientUnref(client);
+/* After a fatal error (its reply queued): hang up once the reply is
+ * written, and drain what the client still sends meanwhile; a client that
+ * neither stops sending nor hangs up is cut off. */
+static void
+hddClientEnd(hddClient *client)
+{
+    client->close_after_flush = TRUE;
+    g_clear_handle_id(&client->timer_id, g_source_remove);
+    client->timer_id = g_timeout_add_seconds(client->dmn->config->handshake_timeout,
+                                             hddClientTimeout, client);
+    hddClientRead(client);
+}
+
+
+/* The request at the head of @client's input, taken out of it. */
+static void
+hddClientRunOne(hddClient *client)
+{
+    guint8 *nl = memchr(client->inbuf->data, '\n', client->inbuf->len);
+    gsize len = nl - client->inbuf->data;
+    gsize line = len;
+
+    /* A line may end with CR LF; empty lines are no request. */
+    if (line > 0 && client->inbuf->data[line - 1] == '\r')
+        line--;
+    if (line > 0)
+        hddClientRequest(client, (const char *)client->inbuf->data, line);
+    client->lines--;
+    client->scanned -= len + 1;
+    client->line_start -= len + 1;
+    if (client->closed)
         return;
+    if (len + 1 == client->inbuf->len) {
+        g_clear_pointer(&client->inbuf, g_byte_array_unref);
+    } else if (len >= sizeof(hddReadBuffer)) {
+        /* What is left after a large request gets a buffer its size. */
+        GByteArray *rest = g_byte_array_sized_new(client->inbuf->len - len - 1);
+
+        g_byte_array_append(rest, nl + 1, client->inbuf->len - len - 1);
+        g_byte_array_unref(client->inbuf);
+        client->inbuf = rest;
+    } else {
+        g_byte_array_remove_range(client->inbuf, 0, len + 1);
     }
-    if (n <= 0) {
-        if (n < 0)
-            g_debug("client %u: %s", client->serial, error->message);
-        hddClientClose(client);
-        hddClientUnref(client);
+}
+
+
+/* A line over HDD_MAX_REQUEST_SIZE, once the requests before it ran: it
+ * cannot be told from the next request, so the connection ends. */
+static void
+hddClientTooLarge(hddClient *client)
+{
+    g_autofree char *msg = g_strdup_printf(_("request larger than %1$u bytes"),
+                                           (unsigned int)HDD_MAX_REQUEST_SIZE);
+
+    g_warning(_("client %1$u (pid %2$d): %3$s"), client->serial, (int)client->pid, msg);
+    hddSend(client, hddErrorReplyClass("LimitExceeded", msg, NULL));
+    client->too_large = FALSE;
+    g_clear_pointer(&client->inbuf, g_byte_array_unref);
+    client->scanned = 0;
+    client->line_start = 0;
+    hddClientEnd(client);
+}
+
+
+/* One turn of the request queue: one request of the connection at its
+ * head, which goes to the back if it has more. */
+static gboolean
+hddRunNext(gpointer opaque)
+{
+    g_autoptr(hddClient) client = g_queue_pop_head(&server.ready);
+
+    if (client) {
+        client->ready = FALSE;
+        if (!client->closed && client->lines > 0)
+            hddClientRunOne(client);
+        if (!client->closed && client->lines == 0 && client->too_large)
+            hddClientTooLarge(client);
+        hddClientSchedule(client);
+        hddClientRead(client);
+    }
+    if (g_queue_is_empty(&server.ready)) {
+        server.run_id = 0;
+        return G_SOURCE_REMOVE;
+    }
+    return G_SOURCE_CONTINUE;
+}
+
+
+/* Queue @client for a turn if it has a request it may run now. */
+static void
+hddClientSchedule(hddClient *client)
+{
+    if (client->closed || client->ready || client->close_after_flush ||
+        (client->lines == 0 && !client->too_large) ||
+        g_queue_get_length(&client->outq) >= HDD_CLIENT_MAX_UNREAD)
         return;
-    }
+    client->ready = TRUE;
+    g_queue_push_tail(&server.ready, hddClientRef(client));
+    if (!server.run_id)
+        server.run_id = g_idle_add_full(G_PRIORITY_DEFAULT, hddRunNext, NULL, NULL);
+}
+
+
+/* Whether @client may send more: room for another request, and for its
+ * bytes. */
+static gboolean
+hddClientWantsInput(hddClient *client)
+{
+    if (client->closed)
+        return FALSE;
+    if (client->close_after_flush)
+        return TRUE;
+    return !client->too_large && client->lines + client->running < HDD_CLIENT_MAX_PENDING &&
+           (client->lines == 0 || !client->inbuf ||
+            client->inbuf->len < HDD_MAX_REQUEST_SIZE);
+}
+
+
+/* @n bytes of input from @client: count the lines they complete. */
+static void
+hddClientInput(hddClient *client, const guint8 *data, gsize n)
+{
+    guint8 *nl = NULL;
+
     if (client->close_after_flush) {
         /* Draining after a fatal error; a client that never stops
          * sending is cut off. */
         client->drained += n;
         if (client->drained > HDD_MAX_DRAIN)
             hddClientClose(client);
-        else
-            hddClientRead(client);
-        hddClientUnref(client);
         return;
     }
-    g_byte_array_append(client->inbuf, client->chunk, n);
-    while (!client->close_after_flush &&
-           (nl = memchr(client->inbuf->data, '\n', client->inbuf->len))) {
-        gsize len = nl - client->inbuf->data;
-
-        if (len > HDD_MAX_REQUEST_SIZE)
+    if (!client->inbuf)
+        client->inbuf = g_byte_array_sized_new(n);
+    g_byte_array_append(client->inbuf, data, n);
+    while (client->scanned < client->inbuf->len &&
+           (nl = memchr(client->inbuf->data + client->scanned, '\n',
+                        client->inbuf->len - client->scanned))) {
+        client->scanned = nl - client->inbuf->data + 1;
+        if (client->scanned - 1 - client->line_start > HDD_MAX_REQUEST_SIZE)
             break;
-        if (len > 0 && !(len == 1 && client->inbuf->data[0] == '\r'))
-            hddClientRequest(client, (const char *)client->inbuf->data, len);
-        g_byte_array_remove_range(client->inbuf, 0, len + 1);
+        client->line_start = client->scanned;
+        client->lines++;
     }
-    if (client->inbuf->len > HDD_MAX_REQUEST_SIZE) {
-        g_autofree char *msg = g_strdup_printf(_("request larger than %1$u bytes"),
-                                               (unsigned int)HDD_MAX_REQUEST_SIZE);
-
-        g_warning(_("client %1$u (pid %2$d): %3$s"), client->serial, (int)client->pid, msg);
-        hddSend(client, hddErrorReplyClass("LimitExceeded", msg, NULL));
-        client->close_after_flush = TRUE;
-        g_byte_array_set_size(client->inbuf, 0);
+    if (!nl)
+        client->scanned = client->inbuf->len;
+    if (client->scanned - client->line_start > HDD_MAX_REQUEST_SIZE) {
+        /* Refused once the requests before it ran (hddClientTooLarge). */
+        client->too_large = TRUE;
+        g_byte_array_set_size(client->inbuf, client->line_start);
+        client->scanned = client->line_start;
     }
-    hddClientRead(client);
-    hddClientUnref(client);
+    hddClientSchedule(client);
 }
 
 
+static gboolean
+hddClientReadable(GSocket *sock, GIOCondition cond, gpointer opaque)
+{
+    hddClient *client = opaque;
+    g_autoptr(GError) error = NULL;
+    gssize n = g_socket_receive_with_blocking(sock, (char *)hddReadBuffer,
+                                              sizeof(hddReadBuffer), FALSE, NULL, &error);
+
+    if (n < 0 && g_error_matches(error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK))
+        return G_SOURCE_CONTINUE;
+    if (n <= 0) {
+        if (n < 0)
+            g_debug("client %u: %s", client->serial, error->message);
+        hddClientClose(client);
+        return G_SOURCE_REMOVE;
+    }
+    hddClientInput(client, hddReadBuffer, n);
+    if (hddClientWantsInput(client))
+        return G_SOURCE_CONTINUE;
+    /* Flow control: read again once a request is done. */
+    g_clear_pointer(&client->in_source, g_source_unref);
+    return G_SOURCE_REMOVE;
+}
+
+
+/* Read @client when it has something to say, if it may. */
 static void
 hddClientRead(hddClient *client)
 {
-    GInputStream *in = g_io_stream_get_input_stream(G_IO_STREAM(client->conn));
+    if (client->in_source || !hddClientWantsInput(client))
+        return;
+    client->in_source = g_socket_create_source(client->sock, G_IO_IN | G_IO_HUP | G_IO_ERR,
+                                               NULL);
+    g_source_set_callback(client->in_source, (GSourceFunc)(GCallback)hddClientReadable,
+                          client, NULL);
+    g_source_attach(client->in_source, NULL);
+}
 
-    g_input_stream_read_async(in, client->chunk, sizeof(client->chunk), G_PRIORITY_DEFAULT,
-                              client->cancel, hddClientReadDone, hddClientRef(client));
+
+void
+hddClientOpStarted(hddClient *client)
+{
+    if (client)
+        client->running++;
+}
+
+
+void
+hddClientOpDone(hddClient *client)
+{
+    if (!client)
+        return;
+    client->running--;
+    hddClientRead(client);
 }
 
 
@@ -449,6 +658,51 @@ hddPidInGroup(pid_t pid, gid_t gid)
 }
 
 
+/* A connection that has not negotiated in time, or has not hung up in
+ * time after a fatal error. */
+static gboolean
+hddClientTimeout(gpointer opaque)
+{
+    hddClient *client = opaque;
+    g_autofree char *msg = NULL;
+
+    client->timer_id = 0;
+    if (client->close_after_flush) {
+        hddClientClose(client);
+        return G_SOURCE_REMOVE;
+    }
+    msg = g_strdup_printf(_("no capabilities negotiation within %1$u s"),
+                          client->dmn->config->handshake_timeout);
+    g_info("client %u (pid %d): %s", client->serial, (int)client->pid, msg);
+    hddSend(client, hddErrorReplyClass("LimitExceeded", msg, NULL));
+    hddClientEnd(client);
+    return G_SOURCE_REMOVE;
+}
+
+
+/* Over the connection limit: one error, written now, and the connection
+ * ends without ever holding anything in the daemon. */
+static void
+hddRefuseConnection(GSocketConnection *conn, const struct ucred *cred, guint limit)
+{
+    g_autofree char *msg = g_strdup_printf(_("too many connections (limit %1$u)"), limit);
+    g_autoptr(JsonNode) reply = hddErrorReplyClass("LimitExceeded", msg, NULL);
+    g_autofree char *text = json_to_string(reply, FALSE);
+    g_autofree char *line = g_strconcat(text, "\n", NULL);
+    gint64 now = g_get_monotonic_time();
+
+    /* Logged at most every 10 s: a flood of connections is no flood of logs. */
+    if (now - server.refused_logged > 10 * G_USEC_PER_SEC) {
+        g_warning(_("refused client pid %1$d (uid %2$u): %3$s"), (int)cred->pid,
+                  (unsigned int)cred->uid, msg);
+        server.refused_logged = now;
+    }
+    g_socket_send_with_blocking(g_socket_connection_get_socket(conn), line, strlen(line),
+                                FALSE, NULL, NULL);
+    g_io_stream_close(G_IO_STREAM(conn), NULL, NULL);
+}
+
+
 static gboolean
 hddIncoming(GSocketService *service, GSocketConnection *conn, GObject *source,
             gpointer opaque)
@@ -458,6 +712,7 @@ hddIncoming(GSocketService *service, GSocketConnection *conn, GObject *source,
     struct ucred cred = { 0 };
     socklen_t len = sizeof(cred);
     gboolean allowed;
+    guint limit;
     hddClient *client;
 
     /* Step 1: who is it?  Checked on every connection, before the greeting. */
@@ -469,30 +724,38 @@ hddIncoming(GSocketService *service, GSocketConnection *conn, GObject *source,
               (dmn->config->group &&
                (cred.gid == dmn->config->gid || hddPidInGroup(cred.pid, dmn->config->gid)));
 
+    /* Step 2: room for it? */
+    limit = dmn->config->max_clients + (cred.uid == 0 ? HDD_ROOT_RESERVE : 0);
+    if (server.nclients >= limit) {
+        hddRefuseConnection(conn, &cred, dmn->config->max_clients);
+        return TRUE;
+    }
+
     client = g_new0(hddClient, 1);
     client->refs = 1;
     client->serial = ++server.serial;
     client->dmn = dmn;
     client->conn = g_object_ref(conn);
+    client->sock = sock;
     client->cancel = g_cancellable_new();
-    client->inbuf = g_byte_array_new();
     client->pid = cred.pid;
     client->uid = cred.uid;
     server.clients = g_list_prepend(server.clients, client);
-
+    server.nclients++;
     if (!allowed) {
         g_autofree char *msg = g_strdup_printf(_("uid %1$u is not allowed to use hostdevd"),
                                                (unsigned int)cred.uid);
 
         g_warning(_("refused client pid %1$d: %2$s"), (int)cred.pid, msg);
         hddSend(client, hddErrorReplyClass("PermissionDenied", msg, NULL));
-        client->close_after_flush = TRUE;
-        hddClientRead(client);
+        hddClientEnd(client);
         return TRUE;
     }
+    client->timer_id = g_timeout_add_seconds(dmn->config->handshake_timeout, hddClientTimeout,
+                                             client);
     g_debug("client %u: pid %d uid %u", client->serial, (int)cred.pid, (unsigned)cred.uid);
 
-    /* Step 2: greeting, QMP style. */
+    /* Step 3: greeting, QMP style. */
     {
         g_autoptr(JsonBuilder) b = json_builder_new();
 
@@ -515,6 +778,13 @@ hddIncoming(GSocketService *service, GSocketConnection *conn, GObject *source,
     }
     hddClientRead(client);
     return TRUE;
+}
+
+
+guint
+hddServerClientCount(void)
+{
+    return server.nclients;
 }
 
 
@@ -624,6 +894,8 @@ hddServerStop(void)
     }
     while (server.clients)
         hddClientClose(server.clients->data);
+    g_clear_handle_id(&server.run_id, g_source_remove);
+    g_queue_clear_full(&server.ready, (GDestroyNotify)hddClientUnref);
     g_mutex_lock(&server.lock);
     if (server.flush_id)
         g_source_remove(server.flush_id);

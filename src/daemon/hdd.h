@@ -39,6 +39,8 @@ typedef struct {
     gid_t gid;
     guint sweep_ms;           /* pending give-backs are retried this often */
     guint unplug_timeout_ms;  /* detach-device's default deadline; 0: 10 s + 5 s a device */
+    guint max_clients;        /* connections at once (root has a few more) */
+    guint handshake_timeout;  /* seconds until qmp_capabilities */
 } hddConfig;
 
 typedef struct {
@@ -85,6 +87,13 @@ void hddEmitEvent(const char *name, JsonNode *data);
 hddClient *hddClientRef(hddClient *client);
 /* The client's uid (SO_PEERCRED), for the domains' owners. */
 uid_t hddClientGetUid(hddClient *client);
+/* A request of @client runs on a worker, until its reply: it counts
+ * towards the requests a connection may have in the daemon (NULL: an
+ * operation of the daemon's own). */
+void hddClientOpStarted(hddClient *client);
+void hddClientOpDone(hddClient *client);
+/* Connections open now. */
+guint hddServerClientCount(void);
 void hddClientUnref(hddClient *client);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(hddClient, hddClientUnref)
 

@@ -21,6 +21,8 @@
 #include "hdd.h"
 
 #define HDD_DEFAULT_SOCKET "/run/hostdevd.sock"
+#define HDD_DEFAULT_MAX_CLIENTS 256
+#define HDD_DEFAULT_HANDSHAKE_TIMEOUT 10
 
 static GLogLevelFlags hddLogMax = G_LOG_LEVEL_WARNING;
 static gboolean hddQuitting;
@@ -157,6 +159,8 @@ main(int argc, char **argv)
     g_autofree char *log_level = NULL;
     gboolean foreground = FALSE;
     gint sweep_ms = 500;
+    gint max_clients = HDD_DEFAULT_MAX_CLIENTS;
+    gint handshake_timeout = HDD_DEFAULT_HANDSHAKE_TIMEOUT;
     gint unplug_timeout_ms = 0;
     GOptionEntry entries[] = {
         { "root", 0, 0, G_OPTION_ARG_FILENAME, &root,
@@ -169,6 +173,10 @@ main(int argc, char **argv)
           N_("Group allowed on the socket besides root (mode 0660)"), "GROUP" },
         { "log-level", 0, 0, G_OPTION_ARG_STRING, &log_level,
           N_("error, warning (default), info or debug"), "LEVEL" },
+        { "max-clients", 0, 0, G_OPTION_ARG_INT, &max_clients,
+          N_("Connections at once (default 256; root may open 16 more)"), "N" },
+        { "handshake-timeout", 0, 0, G_OPTION_ARG_INT, &handshake_timeout,
+          N_("Seconds a connection has to negotiate (default 10)"), "SEC" },
         { "foreground", 'f', 0, G_OPTION_ARG_NONE, &foreground,
           N_("Do not detach (systemd, tests)"), NULL },
         { "unplug-timeout", 0, 0, G_OPTION_ARG_INT, &unplug_timeout_ms,
@@ -212,6 +220,13 @@ main(int argc, char **argv)
         goto cleanup;
     }
     config.unplug_timeout_ms = unplug_timeout_ms;
+    if (max_clients < 1 || handshake_timeout < 1) {
+        hdErrorSet(&error, HD_ERROR_INVALID_ARG, "%s",
+                   _("--max-clients and --handshake-timeout must be at least 1"));
+        goto cleanup;
+    }
+    config.max_clients = max_clients;
+    config.handshake_timeout = handshake_timeout;
     if (group) {
         struct group *gr = getgrnam(group);
 

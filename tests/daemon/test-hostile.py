@@ -24,6 +24,7 @@ Helpers are shared: add one here when two classes need it.
 import importlib
 import json
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -66,7 +67,9 @@ class Raw:
         self.file = self.sock.makefile("rb")
         self.greeting = self.read()
         if negotiate:
-            check_reply(self.request({"execute": "qmp_capabilities"}), None, "negotiated")
+            reply = self.request({"execute": "qmp_capabilities"})
+            if "return" not in reply:
+                raise AssertionError(f"qmp_capabilities: {reply}")
 
     def read(self):
         line = self.file.readline()
@@ -313,6 +316,188 @@ def hostile_xml(env):
     check(first.count(True) >= 2,
           f"status answered before the XML's error in {first.count(True)} of 3 tries")
     b.close()
+    c.close()
+    stop_clean(env)
+
+
+class UserClients:
+    """n connections of @uid (hostdevd sees its SO_PEERCRED), from a forked
+    child (the interpreter may not be executable by @uid); .greetings are
+    their first messages; close() hangs them all up."""
+
+    def __init__(self, env, uid, n):
+        out_r, out_w = os.pipe()
+        hold_r, self.hold = os.pipe()
+        self.pid = os.fork()
+        if self.pid == 0:
+            try:
+                os.close(out_r)
+                os.close(self.hold)
+                daemon_test.as_user(uid, uid)()
+                held = []
+                for _ in range(n):
+                    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                    s.settimeout(30)
+                    s.connect(env.sock)
+                    f = s.makefile("rb")
+                    first = f.readline()
+                    if b"QMP" in first:
+                        s.sendall(b'{"execute": "qmp_capabilities"}\n')
+                        f.readline()
+                    os.write(out_w, first)
+                    held.append((s, f))
+                os.read(hold_r, 1)
+            finally:
+                os._exit(0)
+        os.close(out_w)
+        os.close(hold_r)
+        with os.fdopen(out_r, "rb") as f:
+            self.greetings = [json.loads(f.readline()) for _ in range(n)]
+
+    def close(self):
+        os.close(self.hold)
+        os.waitpid(self.pid, 0)
+
+
+def clients_now(env):
+    return env.client().execute("query-status")["clients"] - 1
+
+
+def hostile_connections(env):
+    """Finding 3: about 13,000 idle connections took hostdevd to 1.2 GB RSS
+    (64 KiB of read buffer each) and status timed out.  A connection limit
+    (--max-clients; root has 16 more), LimitExceeded for the connection
+    over it; a connection that does not negotiate within
+    --handshake-timeout is ended with LimitExceeded; an idle connection
+    costs little memory."""
+    env.start_daemon("--group", "nogroup", "--max-clients", "8", "--handshake-timeout", "2")
+    user = 65534                        # a member of nogroup, not root
+
+    # The handshake timeout: silent, or greeted but not negotiated.
+    silent = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    silent.settimeout(30)
+    silent.connect(env.sock)
+    waiting = Raw(env, negotiate=False, timeout=30)
+    waiting.send(b'{"execute": "query-st')
+    ok = Raw(env)
+    time.sleep(2.5)
+    check_reply(ok.request({"execute": "query-status"}), None,
+                "a negotiated connection stays past the handshake timeout")
+    reply = waiting.read()
+    check_reply(reply, "LimitExceeded", "no qmp_capabilities within 2 s")
+    check("within 2 s" in reply["error"]["desc"], "... named")
+    check(waiting.closed(), "... and the connection ends")
+    data = silent.makefile("rb").read()
+    check(b"QMP" in data and b"LimitExceeded" in data, "a silent connection too")
+    ok.close()
+    wait_for(lambda: clients_now(env) == 0, "every connection gone")
+
+    # The limit: a group member fills it, root still gets in (16 more).
+    holder = UserClients(env, user, 9)
+    greetings = holder.greetings
+    check(all("QMP" in g for g in greetings[:8]), "8 connections of a group member")
+    check(greetings[8].get("error", {}).get("class") == "LimitExceeded" and
+          "limit 8" in greetings[8]["error"]["desc"],
+          "the 9th gets LimitExceeded: too many connections (limit 8)")
+    roots = [Raw(env) for _ in range(15)]
+    check(clients_now(env) == 8 + 15, "root still gets in: 15 more, and a 16th to count them")
+    roots.append(Raw(env))
+    check_reply(Raw(env, negotiate=False).greeting, "LimitExceeded",
+                "root's 17th beyond the limit: LimitExceeded")
+    for c in roots:
+        c.close()
+    holder.close()
+    wait_for(lambda: clients_now(env) == 0, "closed connections free their places")
+    holder = UserClients(env, user, 8)
+    check(all("QMP" in g for g in holder.greetings), "... and a group member gets 8 again")
+    holder.close()
+    stop_clean(env)
+
+    # Memory: 600 idle connections (fds allowing).
+    env.start_daemon("--max-clients", "700")
+    wait_for(lambda: clients_now(env) == 0, "no connection")
+    before = rss_kb(env.daemon.pid)
+    idle = [Raw(env) for _ in range(600)]
+    wait_for(lambda: clients_now(env) == 600, "600 idle connections")
+    per = (rss_kb(env.daemon.pid) - before) * 1024 // 600
+    # A 64 KiB read buffer each before; ASan's redzones and quarantine
+    # inflate the rest (about 1.5 KiB without, 16 to 25 KiB with).
+    bound = 48 if asan_build() else 16
+    check(per < bound * 1024, f"an idle connection costs {per} bytes of RSS (< {bound} KiB)")
+    for c in idle:
+        c.close()
+    wait_for(lambda: clients_now(env) == 0, "600 connections closed")
+    stop_clean(env)
+
+
+def hostile_fairness(env):
+    """Finding 3: 1,000 pipelined query-devices on one connection delayed
+    another client's status by 23 s (all of them ran first).  Requests run round robin between
+    connections; a connection has at most 32 requests in the daemon, and
+    beyond that it is not read (flow control): its writes wait, nothing is
+    refused or lost, however much it pipelines without reading."""
+    env.start_daemon()
+    n = 1000
+    replies = []
+    first = threading.Event()
+    other = Raw(env)
+    # All at once, before hostdevd even accepted the connection: it reads
+    # them in one piece.  Each defines a domain: how many domains status
+    # counts says how many ran before it.
+    flood = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    flood.connect(env.sock)
+    flood.sendall(b'{"execute": "qmp_capabilities"}\n' + b"".join(
+        json.dumps({"execute": "define-domain", "arguments": {"name": f"f{i:04}"},
+                    "id": i}).encode() + b"\n" for i in range(n)))
+    flood_in = flood.makefile("rb")
+    check("QMP" in json.loads(flood_in.readline()) and "return" in
+          json.loads(flood_in.readline()), f"a client pipelines {n} define-domain")
+
+    def reader():
+        for _ in range(n):
+            replies.append(json.loads(flood_in.readline()))
+            first.set()
+    threading.Thread(target=reader, daemon=True).start()
+    check(first.wait(600), "the flood is served")
+    reply = other.request({"execute": "query-status"})
+    check_reply(reply, None, "another client's status during the flood")
+    ran = reply["return"]["domains"]
+    check(ran < n // 10, f"... answered once {ran} of the {n} pipelined requests ran")
+    wait_for(lambda: len(replies) == n, "every pipelined request answered", timeout=600)
+    check([r.get("id") for r in replies] == list(range(n)) and
+          all("return" in r for r in replies), "... in order, none refused")
+    other.close()
+    flood_in.close()
+    flood.close()
+
+    # A client that pipelines without reading is not read either: its
+    # writes wait, and once it reads, every request has its reply.
+    c = Raw(env)
+    c.sock.setblocking(False)
+    line = b'{"execute": "query-status"}\n'
+    sent = 0
+    while sent < 20000 * len(line):
+        try:
+            sent += c.sock.send(line * 64)
+        except BlockingIOError:
+            # Stopped for good, or for a while?
+            if not select.select([], [c.sock], [], 2)[1]:
+                break
+    requests = -(-sent // len(line))
+    check(requests < 20000, f"a client that does not read: hostdevd stopped reading it after "
+          f"{requests} requests")
+    c.sock.settimeout(60)
+    threading.Thread(target=c.send, daemon=True,
+                     args=(line[sent % len(line):] if sent % len(line) else b"",)).start()
+    time.sleep(0.5)
+    check(env.client().execute("query-status")["clients"] == 2, "... it is still connected")
+    answered = 0
+    try:
+        while answered < requests and "return" in c.read():
+            answered += 1
+    except ConnectionError:
+        pass
+    check(answered == requests, f"... and once it reads, all {answered} requests are answered")
     c.close()
     stop_clean(env)
 
