@@ -213,6 +213,18 @@ hddObjString(JsonObject *obj, const char *name)
 static void hddDomainStartMonitor(hddDaemon *dmn, hddDomain *dom);
 
 
+/* Whether @addr is still active in @dom: a pending unplug of a device that
+ * left the domain while no daemon ran (a destroy it was killed in, the
+ * manager's tools) is over. */
+static gboolean
+hddStillAssigned(hddDaemon *dmn, hddDomain *dom, const hdPCIAddress *addr)
+{
+    g_autoptr(hdDeviceInfo) info = hdManagerGetDevice(dmn->mgr, addr, NULL);
+
+    return info && info->state == HD_DEVICE_ACTIVE && g_strcmp0(info->domain, dom->name) == 0;
+}
+
+
 gboolean
 hddDomainsLoad(hddDaemon *dmn, GError **error)
 {
@@ -275,7 +287,8 @@ hddDomainsLoad(hddDaemon *dmn, GError **error)
 
                 if (JSON_NODE_HOLDS_VALUE(node) &&
                     json_node_get_value_type(node) == G_TYPE_STRING &&
-                    hdPCIAddressParse(json_node_get_string(node), &addr, NULL))
+                    hdPCIAddressParse(json_node_get_string(node), &addr, NULL) &&
+                    hddStillAssigned(dmn, dom, &addr))
                     g_hash_table_add(dom->unplug_pending, hdPCIAddressToString(&addr));
             }
         }
@@ -1134,10 +1147,9 @@ hddDomainUnplugged(hddDaemon *dmn, hddDomain *dom, hddOp *op)
 
     for (i = 0; i < op->def->hostdevs->len; i++) {
         hdHostdevDef *hostdev = g_ptr_array_index(op->def->hostdevs, i);
-        g_autoptr(hdDeviceInfo) info = hdManagerGetDevice(dmn->mgr, &hostdev->addr, NULL);
         g_autofree char *addr = hdPCIAddressToString(&hostdev->addr);
 
-        if (info && info->state == HD_DEVICE_ACTIVE && g_strcmp0(info->domain, dom->name) == 0)
+        if (hddStillAssigned(dmn, dom, &hostdev->addr))
             continue;
         g_hash_table_remove(dom->aliases, addr);
         g_hash_table_remove(dom->unplug_pending, addr);
