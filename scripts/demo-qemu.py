@@ -23,6 +23,8 @@ devices (ROOT/dev/vfio/N), as QEMU does.  On the monitor:
       not let go, the device is still there and another device_del of it
       is refused, as QEMU >= 6.1 refuses it;
   qom-list {"path": "/machine/peripheral"}: the devices still there;
+  x-guest-eject {"id": ALIAS}: the guest ejects the device by itself (the
+      stand-in plays the guest too): deleted as above, unasked;
   query-version (8.2.0), query-qmp-schema, query-events, qmp_capabilities.
 
 Several clients may connect one after the other or at once.  SIGUSR1: the
@@ -158,6 +160,8 @@ class FakeQemu:
                 reply = {"error": {"class": "GenericError", "desc": str(e)}}
         elif name == "device_del":
             reply = self.device_del(args)
+        elif name == "x-guest-eject" and args.get("id") in self.devices:
+            self.unplugs[args["id"]] = time.monotonic()
         else:
             reply = {"error": {"class": "CommandNotFound",
                                "desc": f"The command {name} has not been found"}}

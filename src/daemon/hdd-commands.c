@@ -210,7 +210,8 @@ hddObjString(JsonObject *obj, const char *name)
 }
 
 
-static void hddDomainStartMonitor(hddDaemon *dmn, hddDomain *dom);
+static gboolean hddDomainStartMonitor(hddDaemon *dmn, hddDomain *dom, GError **error);
+static void hddDomainStartMonitorOrWarn(hddDaemon *dmn, hddDomain *dom);
 
 
 /* Whether @addr is still active in @dom: a pending unplug of a device that
@@ -298,7 +299,7 @@ hddDomainsLoad(hddDaemon *dmn, GError **error)
         /* Its QEMU runs, or a device it was asked to unplug may have left
          * while no daemon listened: the monitor connects and says so. */
         if (dom->pid > 0 || g_hash_table_size(dom->unplug_pending) > 0)
-            hddDomainStartMonitor(dmn, dom);
+            hddDomainStartMonitorOrWarn(dmn, dom);
     }
     return TRUE;
 }
@@ -661,7 +662,7 @@ hddDefineDomain(hddDaemon *dmn, uid_t uid, JsonObject *args, GError **error)
         g_hash_table_insert(dmn->domains, dom->name, dom);
     /* A QEMU to keep a monitor connected to (it retries until one listens). */
     if (json_object_has_member(args, "qmp") || pid > 0)
-        hddDomainStartMonitor(dmn, dom);
+        hddDomainStartMonitorOrWarn(dmn, dom);
     hddDomainsSave(dmn);
     g_info("domain %s defined", name);
     return NULL;
@@ -1403,8 +1404,10 @@ hddCheckUnplugTimeout(const char *command, JsonObject *args, GError **error)
 
 
 /* On the main context: what the domain's monitor said.  Unplugs past
- * their deadline are looked at when QEMU deleted one of them, and when the
- * monitor (re)connected: it may have missed the event. */
+ * their deadline are looked at when the monitor (re)connected (it may
+ * have missed their DEVICE_DELETED), and a device QEMU deleted is looked
+ * at whoever asked for it: an unplug past its deadline, or the guest that
+ * ejected it.  A detach running for it releases it itself. */
 static void
 hddMonitorNoticed(const char *domain, hddMonitorNoticeType type, const char *alias,
                   gpointer opaque)
@@ -1413,27 +1416,46 @@ hddMonitorNoticed(const char *domain, hddMonitorNoticeType type, const char *ali
     hddDomain *dom = g_hash_table_lookup(dmn->domains, domain);
     GHashTableIter iter;
     gpointer key;
-    gboolean pending = FALSE;
+    gpointer value;
+    hdPCIAddress addr;
 
     if (!dom)
         return;
-    g_hash_table_iter_init(&iter, dom->unplug_pending);
-    while (!pending && g_hash_table_iter_next(&iter, &key, NULL))
-        pending = type == HDD_MONITOR_CONNECTED ||
-                  g_strcmp0(g_hash_table_lookup(dom->aliases, key), alias) == 0;
-    if (!pending)
-        return;
-    if (type == HDD_MONITOR_DEVICE_DELETED)
-        g_info("domain %s: QEMU deleted %s after its unplug's deadline", domain, alias);
+    if (type == HDD_MONITOR_DEVICE_DELETED) {
+        g_hash_table_iter_init(&iter, dom->aliases);
+        while (g_hash_table_iter_next(&iter, &key, &value)) {
+            if (g_strcmp0(value, alias) != 0 || !hdPCIAddressParse(key, &addr, NULL) ||
+                !hddStillAssigned(dmn, dom, &addr))
+                continue;
+            g_info("domain %s: QEMU deleted %s", domain, alias);
+            /* Durably: hostdevd may stop before it is released. */
+            if (g_hash_table_add(dom->unplug_pending, g_strdup(key)))
+                hddDomainsSave(dmn);
+        }
+    }
     hddDomainResolve(dmn, dom);
 }
 
 
-static void
-hddDomainStartMonitor(hddDaemon *dmn, hddDomain *dom)
+/* The domain's monitor, if it has a QMP socket and none yet. */
+static gboolean
+hddDomainStartMonitor(hddDaemon *dmn, hddDomain *dom, GError **error)
 {
-    if (dom->qmp && !dom->monitor)
-        dom->monitor = hddMonitorNew(dom->name, dom->qmp, hddMonitorNoticed, dmn);
+    if (dom->qmp && !dom->monitor &&
+        !(dom->monitor = hddMonitorNew(dom->name, dom->qmp, hddMonitorNoticed, dmn, error)))
+        return FALSE;
+    return TRUE;
+}
+
+
+/* ... where nobody waits for an answer: attach and detach start it again. */
+static void
+hddDomainStartMonitorOrWarn(hddDaemon *dmn, hddDomain *dom)
+{
+    g_autoptr(GError) error = NULL;
+
+    if (!hddDomainStartMonitor(dmn, dom, &error))
+        g_warning(_("domain %1$s: %2$s"), dom->name, error->message);
 }
 
 
@@ -1456,7 +1478,7 @@ hddDomainResolve(hddDaemon *dmn, hddDomain *dom)
     }
     /* Its connection says when to look. */
     if (!dom->monitor) {
-        hddDomainStartMonitor(dmn, dom);
+        hddDomainStartMonitorOrWarn(dmn, dom);
         return;
     }
     op = hddOpNew(dmn, NULL, NULL, hddWorkResolve);
@@ -1536,7 +1558,8 @@ hddDispatchOp(hddDaemon *dmn, hddClient *client, const char *command, JsonObject
         if (prepare && json_object_has_member(args, "whole-group"))
             op->whole_group = json_object_get_boolean_member(args, "whole-group");
         if (!prepare) {
-            hddDomainStartMonitor(dmn, dom);
+            if (!hddDomainStartMonitor(dmn, dom, error))
+                return TRUE;
             op->monitor = dom->monitor;
         }
         if (!prepare && !attach) {

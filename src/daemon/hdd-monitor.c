@@ -21,6 +21,8 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 
+#include <glib/gi18n.h>
+
 #include "hostdev/error.h"
 #include "hostdev/qemu.h"
 #include "hdd.h"
@@ -29,6 +31,10 @@
 /* Reconnection attempts: 100 ms, doubling up to 5 s. */
 #define HDD_MONITOR_RETRY_MIN_MS 100
 #define HDD_MONITOR_RETRY_MAX_MS 5000
+
+/* Monitors (threads) at once, and how many there are: main context only. */
+static guint hddMonitorMax = HDD_MAX_MONITORS;
+static guint hddMonitorCount;
 
 struct _hddMonitor {
     char *domain;
@@ -225,12 +231,29 @@ hddMonitorRun(gpointer opaque)
 }
 
 
-hddMonitor *
-hddMonitorNew(const char *domain, const char *path, hddMonitorFunc func, gpointer opaque)
+void
+hddMonitorSetMax(guint max)
 {
-    hddMonitor *mon = g_new0(hddMonitor, 1);
+    hddMonitorMax = max;
+}
+
+
+hddMonitor *
+hddMonitorNew(const char *domain, const char *path, hddMonitorFunc func, gpointer opaque,
+              GError **error)
+{
+    hddMonitor *mon;
     g_autofree char *name = g_strdup_printf("hdd-qmp-%.6s", domain);
 
+    /* A thread each: a client defining domains by the thousand must not
+     * make hostdevd run out of them. */
+    if (hddMonitorCount >= hddMonitorMax) {
+        hdErrorSet(error, HD_ERROR_OPERATION_FAILED,
+                   _("hostdevd keeps a QEMU monitor for %1$u domains already, its limit"),
+                   hddMonitorMax);
+        return NULL;
+    }
+    mon = g_new0(hddMonitor, 1);
     mon->domain = g_strdup(domain);
     mon->path = g_strdup(path);
     mon->func = func;
@@ -239,7 +262,12 @@ hddMonitorNew(const char *domain, const char *path, hddMonitorFunc func, gpointe
     mon->ctx = g_main_context_new();
     g_mutex_init(&mon->lock);
     g_cond_init(&mon->cond);
-    mon->thread = g_thread_new(name, hddMonitorRun, mon);
+    if (!(mon->thread = g_thread_try_new(name, hddMonitorRun, mon, error))) {
+        mon->quit = TRUE;
+        hddMonitorFree(mon);
+        return NULL;
+    }
+    hddMonitorCount++;
     return mon;
 }
 
@@ -249,12 +277,15 @@ hddMonitorFree(hddMonitor *mon)
 {
     if (!mon)
         return;
-    g_mutex_lock(&mon->lock);
-    mon->quit = TRUE;
-    g_cond_broadcast(&mon->cond);
-    g_mutex_unlock(&mon->lock);
-    g_main_context_wakeup(mon->ctx);
-    g_thread_join(mon->thread);
+    if (mon->thread) {
+        g_mutex_lock(&mon->lock);
+        mon->quit = TRUE;
+        g_cond_broadcast(&mon->cond);
+        g_mutex_unlock(&mon->lock);
+        g_main_context_wakeup(mon->ctx);
+        g_thread_join(mon->thread);
+        hddMonitorCount--;
+    }
     /* On the main context, where notices run: none runs from now on. */
     hddNoticeCancel(mon->notice);
     g_main_context_unref(mon->ctx);

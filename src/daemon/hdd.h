@@ -28,6 +28,9 @@
 /* A request line larger than this gets an error and the connection ends. */
 #define HDD_MAX_REQUEST_SIZE (1024 * 1024)
 
+/* Domains with a QEMU monitor (a thread each) at once. */
+#define HDD_MAX_MONITORS 1024
+
 /* The longest unplug deadline a request or the daemon may ask for: 1 h. */
 #define HDD_MAX_UNPLUG_TIMEOUT_MS 3600000u
 
@@ -126,8 +129,11 @@ typedef enum {
 /* Runs on the main context. */
 typedef void (*hddMonitorFunc)(const char *domain, hddMonitorNoticeType type,
                                const char *alias, gpointer opaque);
+/* NULL with @error past the limit (hddMonitorSetMax, HDD_MAX_MONITORS by
+ * default), or without a thread for it. */
 hddMonitor *hddMonitorNew(const char *domain, const char *path, hddMonitorFunc func,
-                          gpointer opaque);
+                          gpointer opaque, GError **error);
+void hddMonitorSetMax(guint max);
 /* Main context; the monitor must not be borrowed. */
 void hddMonitorFree(hddMonitor *mon);
 const char *hddMonitorGetPath(hddMonitor *mon);

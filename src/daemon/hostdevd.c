@@ -162,6 +162,7 @@ main(int argc, char **argv)
     gint max_clients = HDD_DEFAULT_MAX_CLIENTS;
     gint handshake_timeout = HDD_DEFAULT_HANDSHAKE_TIMEOUT;
     gint unplug_timeout_ms = 0;
+    gint max_monitors = HDD_MAX_MONITORS;
     GOptionEntry entries[] = {
         { "root", 0, 0, G_OPTION_ARG_FILENAME, &root,
           N_("Root of sysfs and /dev (default /; a simulated host's mount point)"), "DIR" },
@@ -182,6 +183,8 @@ main(int argc, char **argv)
         { "unplug-timeout", 0, 0, G_OPTION_ARG_INT, &unplug_timeout_ms,
           N_("How long detach-device waits for the guest by default (0: 10 s + 5 s a device)"),
           "MS" },
+        { "max-monitors", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_INT, &max_monitors,
+          N_("Domains with a QEMU monitor at once"), "N" },
         { "sweep-ms", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_INT, &sweep_ms,
           N_("Retry pending give-backs this often"), "MS" },
         { NULL },
@@ -227,6 +230,7 @@ main(int argc, char **argv)
     }
     config.max_clients = max_clients;
     config.handshake_timeout = handshake_timeout;
+    hddMonitorSetMax(MAX(max_monitors, 0));
     if (group) {
         struct group *gr = getgrnam(group);
 

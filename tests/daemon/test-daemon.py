@@ -196,8 +196,8 @@ class Env:
         return os.path.basename(os.readlink(
             os.path.join(self.root, "sys/bus/pci/devices", addr, "iommu_group")))
 
-    def start_qemu(self, addrs, *extra):
-        qmp = os.path.join(self.work, "qemu.qmp")
+    def start_qemu(self, addrs, *extra, qmp="qemu.qmp"):
+        qmp = os.path.join(self.work, qmp)
         p = subprocess.Popen([sys.executable, FAKE_QEMU, "--socket", qmp, "--root", self.root,
                               *extra, *[f"{alias_of(a)}={a}" for a in addrs]],
                              stdout=subprocess.PIPE, text=True)

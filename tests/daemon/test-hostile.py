@@ -198,6 +198,21 @@ def wait_event(client, name, address, timeout=20):
     raise AssertionError(f"no {name} for {address} within {timeout} s")
 
 
+def qmp_command(path, name, **arguments):
+    """Run one command on the stand-in QEMU's monitor at @path."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(10)
+        s.connect(path)
+        f = s.makefile("rb")
+        f.readline()
+        for req in ({"execute": "qmp_capabilities"},
+                    {"execute": name, "arguments": arguments}):
+            s.sendall((json.dumps(req) + "\n").encode())
+            while "event" in (reply := json.loads(f.readline())):
+                pass
+        return reply
+
+
 def daemon_threads(env, prefix):
     """hostdevd's threads whose name starts with @prefix."""
     task = f"/proc/{env.daemon.pid}/task"
@@ -1013,6 +1028,13 @@ def hostile_late_unplug(env):
     down, is recognised from QEMU's device list once the monitor is back.
     The deadline is a parameter: per request, and --unplug-timeout."""
     daemon_opts = ("--unplug-timeout", "300")
+
+    def xml(addr):
+        return env.write("d.xml", hostdev_xml([addr]))
+
+    def pending():
+        return env.domain("guest")["unplug-pending"]
+
     env.start_daemon(*daemon_opts)
     orig = env.drivers()
     devices = [GPU, AUDIO, GPU2, AUDIO2]
@@ -1024,11 +1046,23 @@ def hostile_late_unplug(env):
     wait_for(lambda: daemon_threads(env, "hdd-qmp-guest"), "the domain's monitor thread")
     events = env.client()
 
-    def xml(addr):
-        return env.write("d.xml", hostdev_xml([addr]))
+    # The deadline's bounds, checked before anything happens.
+    c = env.client()
+    for command, value in (("detach-device", 0), ("detach-device", 3600001),
+                           ("detach-device", -5), ("prepare", 1000)):
+        try:
+            c.execute(command, domain="guest", xml=hostdev_xml([GPU]), unplug_timeout=value)
+            check(False, f"{command} with unplug-timeout {value} is refused")
+        except daemon_test.client_mod.HostdevError as e:
+            check(e.klass == "InvalidArgument" and "unplug-timeout" in e.desc,
+                  f"{command} with unplug-timeout {value}: InvalidArgument")
+    c.close()
+    check(pending() == [] and env.state_of(GPU)["state"] == "active", "... nothing changed")
+    p = subprocess.run([daemon_test.HOSTDEVD, "--unplug-timeout", "-1"], capture_output=True,
+                       text=True, timeout=30)
+    check(p.returncode != 0 and "--unplug-timeout must be" in p.stderr,
+          "hostdevd --unplug-timeout -1 refuses to start")
 
-    def pending():
-        return env.domain("guest")["unplug-pending"]
 
     # The daemon's deadline passes: a timeout, the device still assigned.
     p = env.ctl("detach-device", "guest", xml(GPU), expect=7)
@@ -1070,8 +1104,24 @@ def hostile_late_unplug(env):
     env.stop_daemon()
     time.sleep(2.0)
     env.start_daemon(*daemon_opts)
-    wait_for(lambda: env.drivers() == orig, "the group given back after the restart", timeout=30)
-    check(pending() == [], "a restarted hostdevd resolves the unplug pending across it")
+    # The give-back runs before the resolution's end records it.
+    wait_for(lambda: env.drivers() == orig and pending() == [],
+             "the group given back after the restart", timeout=30)
+    check(True, "a restarted hostdevd resolves the unplug pending across it")
+
+    # The guest ejects a device by itself: QEMU's DEVICE_DELETED, which
+    # nobody asked for, releases it all the same.
+    env.ctl("attach-device", "guest", env.write("a.xml", hostdev_xml([GPU, AUDIO],
+                                                                      name="guest")))
+    qmp_command(qmp, "x-guest-eject", id=daemon_test.alias_of(AUDIO))
+    wait_for(lambda: env.state_of(AUDIO)["state"] == "inactive" and pending() == [],
+             "the ejected device released")
+    check(env.state_of(GPU)["state"] == "active",
+          "a device the guest ejects leaves the domain; its sibling stays")
+    qmp_command(qmp, "x-guest-eject", id=daemon_test.alias_of(GPU))
+    wait_for(lambda: env.drivers() == orig and pending() == [],
+             "the group given back after the second eject")
+    check(True, "... and the group goes back when its last device is ejected")
 
     # Unplugs pending while the devices leave the domain with no daemon
     # running (here the manager's tool, after QEMU died) are over at start.
@@ -1096,6 +1146,37 @@ def hostile_late_unplug(env):
     env.ctl("undefine", "guest")
     wait_for(lambda: env.drivers() == orig, "every device home")
     check(env.violations() == 0, "every device home, no viability violation")
+    stop_clean(env)
+
+
+def hostile_monitors(env):
+    """Finding 12's persistent monitors cost a thread each: a client that
+    defines domains by the thousand must not exhaust hostdevd's threads.
+    Past the limit (1024; 1 here) a domain keeps no monitor, defines still
+    work, attach-device and detach-device say why they cannot; once a
+    monitor goes (undefine, destroy) the next domain gets one."""
+    env.start_daemon("--max-monitors", "1")
+    orig = env.drivers()
+    qemu_a, qmp_a = env.start_qemu([])
+    qemu_b, qmp_b = env.start_qemu([], qmp="qemu-b.qmp")
+    env.ctl("define", "a", "--qmp", qmp_a, "--pid", str(qemu_a.pid))
+    env.ctl("define", "b", "--qmp", qmp_b, "--pid", str(qemu_b.pid))
+    wait_for(lambda: daemon_threads(env, "hdd-qmp-") == ["hdd-qmp-a"], "a's monitor")
+    check("for 1 domains already, its limit" in open(env.log).read(),
+          "past the limit a domain is defined without a monitor, and the log says why")
+    p = env.ctl("attach-device", "b", env.write("b.xml", hostdev_xml([GPU, AUDIO], name="b")),
+                expect=1)
+    check("its limit" in p.stderr and env.drivers() == orig,
+          "attach-device without a monitor: refused, nothing changed")
+    env.ctl("undefine", "a")
+    wait_for(lambda: daemon_threads(env, "hdd-qmp-") == [], "a's monitor gone")
+    env.ctl("attach-device", "b", env.write("b.xml", hostdev_xml([GPU, AUDIO], name="b")))
+    check(daemon_threads(env, "hdd-qmp-") == ["hdd-qmp-b"] and env.driver(GPU) == "vfio-pci",
+          "once a monitor went, the next domain gets one")
+    env.ctl("destroy", "b")
+    qemu_b.wait(timeout=10)
+    check(env.drivers() == orig and not daemon_threads(env, "hdd-qmp-"),
+          "destroyed: every device home, no monitor left")
     stop_clean(env)
 
 

@@ -175,28 +175,32 @@ vm_holder_stop() {
 }
 
 # A nested QEMU (TCG, paused, no devices but four empty root ports rp0-rp3)
-# to be the guest: vm_qemu_start VAR [QEMU_ARGS...] sets VAR_pid and
-# VAR_qmp (its QMP socket) once QMP answers; vm_qmp VAR COMMAND [JSON]
+# to be the guest: vm_qemu_start VAR [QEMU_ARGS...] sets VAR_pid, VAR_qmp
+# (its QMP socket) and VAR_hdqmp (a second monitor, hostdevd's own: hostdevd
+# keeps it connected, and QEMU serves one client per monitor socket) once
+# QMP answers; vm_qmp VAR COMMAND [JSON]
 # [--wait-event NAME] runs a command (tests/vm/qmp.py); vm_qemu_stop VAR
 # quits it (SIGKILL after 10 s).  With VM_QEMU_CGROUP set to a cgroup
 # directory, QEMU starts as a process of that cgroup (its first open of a
 # VFIO node is already subject to the cgroup's device access).
 vm_qemu_start() {
-    local var=$1 sock pid i
+    local var=$1 sock hdsock pid i
     shift
     sock=/tmp/$var.qmp
-    rm -f "$sock"
+    hdsock=/tmp/$var.hd.qmp
+    rm -f "$sock" "$hdsock"
     (
         [ -z "${VM_QEMU_CGROUP:-}" ] || echo "$BASHPID" >"$VM_QEMU_CGROUP/cgroup.procs"
         exec qemu-system-x86_64 -accel tcg -machine q35 -m 128 -S -nodefaults -display none \
             -global ICH9-LPC.acpi-pci-hotplug-with-bridge-support=off \
             -device pcie-root-port,id=rp0,chassis=1 -device pcie-root-port,id=rp1,chassis=2 \
             -device pcie-root-port,id=rp2,chassis=3 -device pcie-root-port,id=rp3,chassis=4 \
-            -qmp "unix:$sock,server=on,wait=off" "$@"
+            -qmp "unix:$sock,server=on,wait=off" -qmp "unix:$hdsock,server=on,wait=off" "$@"
     ) </dev/null >"/tmp/$var.log" 2>&1 &
     pid=$!
     printf -v "${var}_pid" %s "$pid"
     printf -v "${var}_qmp" %s "$sock"
+    printf -v "${var}_hdqmp" %s "$hdsock"
     for ((i = 0; i < 600; i++)); do
         [ -S "$sock" ] && python3 "$VM_QMP" "$sock" query-status >/dev/null 2>&1 && return 0
         kill -0 "$pid" 2>/dev/null || break

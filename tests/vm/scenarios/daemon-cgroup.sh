@@ -27,7 +27,7 @@
 # device, so device_del times out.  An attach-device without a guest
 # address goes to the q35 root bus pcie.0, which takes no hot-plug: QEMU
 # refuses it and hostdevd rolls it back (why the address matters).
-# shellcheck disable=SC2154 # q_pid, q_qmp: set by vm_qemu_start
+# shellcheck disable=SC2154 # q_pid, q_qmp, q_hdqmp: set by vm_qemu_start
 # shellcheck disable=SC2119 # vm_hd_start's arguments are optional
 set -euo pipefail
 
@@ -112,7 +112,7 @@ VM_QEMU_CGROUP=$cg vm_qemu_start q -device pcie-root-port,id=pci.4,chassis=5,bus
 vm_fact "cgroup: nested QEMU up after (ms)" "$(($(vm_now_ms) - t0))"
 vm_expect "QEMU runs in the cgroup" "0::/${cg#/sys/fs/cgroup/}" "$(cat "/proc/$q_pid/cgroup")"
 vm_expect "define QMP socket and pid" ok \
-    "$(vm_hdctl define "$domain" --qmp "$q_qmp" --pid "$q_pid" >/dev/null && echo ok)"
+    "$(vm_hdctl define "$domain" --qmp "$q_hdqmp" --pid "$q_pid" >/dev/null && echo ok)"
 # Guest addresses on bus 4 and 5: device_add on pci.4 and pci.5.  QEMU
 # opens the group nodes and the container from inside the cgroup.
 vm_hd_xml /tmp/$domain-attach.xml "$domain" "$nic1@4" "$nic2=no@5"

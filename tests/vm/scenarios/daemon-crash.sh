@@ -19,7 +19,7 @@
 #                    before anyone (the security layer included) heard of it;
 #   destroy-adopted  ... right after it took over QEMU's VFIO files, before
 #                    QEMU was signalled: QEMU lives on, destroy again.
-# shellcheck disable=SC2154 # q_pid, q_qmp: set by vm_qemu_start
+# shellcheck disable=SC2154 # q_pid, q_qmp, q_hdqmp: set by vm_qemu_start
 # shellcheck disable=SC2119 # vm_hd_start's arguments are optional
 set -euo pipefail
 
@@ -138,7 +138,7 @@ round() {
     vm_fact "crash $name: nested QEMU with ${#all[@]} devices up after (ms)" "$(($(vm_now_ms) - t0))"
     vm_expect "$name: QEMU holds every group" "${#groups[@]}" "$(vm_qemu_fds_on q '^/dev/vfio/[0-9]+$')"
     vm_expect "$name: define QMP socket and pid" ok \
-        "$(vm_hdctl define "$domain" --qmp "$q_qmp" --pid "$q_pid" >/dev/null && echo ok)"
+        "$(vm_hdctl define "$domain" --qmp "$q_hdqmp" --pid "$q_pid" >/dev/null && echo ok)"
     vm_expect "$name: the cgroup may open the container" ok "$(vm_open_in "$cg" /dev/vfio/vfio)"
 
     # Step 2: destroy, and hostdevd killed half-way.
