@@ -812,6 +812,29 @@ stressWaitSettled(Stress *s)
 }
 
 
+/* Reattach a node device at quiesce.  A give-back that destroy left in the
+ * background may still be running on its group (a sibling of the node
+ * device was the domain's): the manager then refuses with IN_USE and asks
+ * to try again, which is what it is told.  Anything else, or the group still
+ * busy after 10 s, is a failure. */
+static void
+stressNodeReattachSettled(Stress *s, StressDevice *dev)
+{
+    gint64 deadline = g_get_monotonic_time() + 10 * G_USEC_PER_SEC;
+
+    for (;;) {
+        g_autoptr(GError) error = NULL;
+
+        if (hdManagerNodeReattach(s->mgr, &dev->pci, &error))
+            return;
+        if (!g_error_matches(error, HD_ERROR, HD_ERROR_IN_USE) ||
+            g_get_monotonic_time() > deadline)
+            stressFail(s, "quiesce: reattach of %s failed: %s", dev->addr, error->message);
+        g_usleep(20 * 1000);
+    }
+}
+
+
 /* Everything ends: QEMUs, faults, domains; every device must go home. */
 static void
 stressQuiesce(Stress *s)
@@ -851,8 +874,8 @@ stressQuiesce(Stress *s)
     for (i = 0; i < s->devices->len; i++) {
         StressDevice *dev = g_ptr_array_index(s->devices, i);
 
-        if (dev->nodedev && !hdManagerNodeReattach(s->mgr, &dev->pci, &error))
-            stressFail(s, "quiesce: reattach of %s failed: %s", dev->addr, error->message);
+        if (dev->nodedev)
+            stressNodeReattachSettled(s, dev);
         dev->nodedev = FALSE;
     }
     /* Groups a failed give-back left behind go now that nothing fails; a
