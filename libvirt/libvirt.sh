@@ -14,7 +14,7 @@
 #
 # Every step is cheap when there is nothing to do, so a second `make libvirt`
 # with the same series only runs the tests.  Paths (relative to the hostdev
-# tree) can be changed through the environment:
+# tree, or absolute) can be changed through the environment:
 #   LIBVIRT_SRC    git tree and source package cache   (build-libvirt-src)
 #   LIBVIRT_BUILD  meson build directory               (build-libvirt)
 #   LIBVIRT_DEBS   where `debs` builds and leaves .debs (build-libvirt-debs)
@@ -28,9 +28,12 @@ readonly version=9.0.0
 readonly debian_version=9.0.0-4+deb12u2
 readonly suffix=+hostdev1
 readonly patches="$root/libvirt/patches"
-readonly src="$root/${LIBVIRT_SRC:-build-libvirt-src}"
-readonly build="$root/${LIBVIRT_BUILD:-build-libvirt}"
-readonly debs="$root/${LIBVIRT_DEBS:-build-libvirt-debs}"
+# A directory relative to the hostdev tree, or an absolute one.
+in_root() { case $1 in /*) echo "$1" ;; *) echo "$root/$1" ;; esac; }
+
+readonly src=$(in_root "${LIBVIRT_SRC:-build-libvirt-src}")
+readonly build=$(in_root "${LIBVIRT_BUILD:-build-libvirt}")
+readonly debs=$(in_root "${LIBVIRT_DEBS:-build-libvirt-debs}")
 readonly jobs=${LIBVIRT_JOBS:-2}
 readonly pkgdir="$src/package"      # apt-get source output
 readonly tree="$src/libvirt"        # the git tree
@@ -411,6 +414,10 @@ format_series() {
 export_series() {
     [ -d "$tree/.git" ] || die "no git tree at $tree"
     git -C "$tree" diff --quiet HEAD || die "$tree has uncommitted changes: commit them first"
+    # Commits made with --amend or rebased have a committer date of their
+    # own: make it the author date again, as `tree` makes it (git am
+    # --committer-date-is-author-date), so that both give the same commits
+    git -C "$tree" rebase -q --committer-date-is-author-date debian "$branch"
     local tmp
     tmp=$(mktemp -d)
     trap 'rm -rf "$tmp"' RETURN
