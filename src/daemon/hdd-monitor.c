@@ -35,8 +35,11 @@
 /* Monitors (threads) at once, and how many there are: main context only. */
 static guint hddMonitorMax = HDD_MAX_MONITORS;
 static guint hddMonitorCount;
+/* Threads still running, those of freed monitors included. */
+static gint hddMonitorThreads;
 
 struct _hddMonitor {
+    gint refs;                  /* the owner's and the thread's */
     char *domain;
     char *path;
     hddMonitorFunc func;
@@ -82,6 +85,8 @@ hddMonitorNoticed(gpointer opaque, gpointer data)
 }
 
 
+/* Nothing is posted once the owner let the monitor go (quit): the notice
+ * may be gone then. */
 static void
 hddMonitorNotify(hddMonitor *mon, hddMonitorNoticeType type, const char *alias)
 {
@@ -89,7 +94,26 @@ hddMonitorNotify(hddMonitor *mon, hddMonitorNoticeType type, const char *alias)
 
     data->type = type;
     data->alias = g_strdup(alias);
-    hddNoticePost(mon->notice, data, hddMonitorNoticeDataFree);
+    g_mutex_lock(&mon->lock);
+    if (!mon->quit)
+        hddNoticePost(mon->notice, g_steal_pointer(&data), hddMonitorNoticeDataFree);
+    g_mutex_unlock(&mon->lock);
+    if (data)
+        hddMonitorNoticeDataFree(data);
+}
+
+
+static void
+hddMonitorUnref(hddMonitor *mon)
+{
+    if (!g_atomic_int_dec_and_test(&mon->refs))
+        return;
+    g_main_context_unref(mon->ctx);
+    g_mutex_clear(&mon->lock);
+    g_cond_clear(&mon->cond);
+    g_free(mon->domain);
+    g_free(mon->path);
+    g_free(mon);
 }
 
 
@@ -227,6 +251,8 @@ hddMonitorRun(gpointer opaque)
     g_mutex_unlock(&mon->lock);
     hddMonitorDrop(mon);
     g_clear_pointer(&mon->retry, g_source_destroy);
+    hddMonitorUnref(mon);
+    g_atomic_int_add(&hddMonitorThreads, -1);
     return NULL;
 }
 
@@ -254,6 +280,7 @@ hddMonitorNew(const char *domain, const char *path, hddMonitorFunc func, gpointe
         return NULL;
     }
     mon = g_new0(hddMonitor, 1);
+    mon->refs = 2;
     mon->domain = g_strdup(domain);
     mon->path = g_strdup(path);
     mon->func = func;
@@ -262,8 +289,11 @@ hddMonitorNew(const char *domain, const char *path, hddMonitorFunc func, gpointe
     mon->ctx = g_main_context_new();
     g_mutex_init(&mon->lock);
     g_cond_init(&mon->cond);
+    g_atomic_int_inc(&hddMonitorThreads);
     if (!(mon->thread = g_thread_try_new(name, hddMonitorRun, mon, error))) {
-        mon->quit = TRUE;
+        g_atomic_int_add(&hddMonitorThreads, -1);
+        /* The thread's reference, then the owner's. */
+        hddMonitorUnref(mon);
         hddMonitorFree(mon);
         return NULL;
     }
@@ -272,28 +302,42 @@ hddMonitorNew(const char *domain, const char *path, hddMonitorFunc func, gpointe
 }
 
 
+/* The thread is told to end, not waited for: it may be in the middle of
+ * a connection to a QEMU that does not answer (up to three 10 s timeouts),
+ * and the main loop must not stall meanwhile.  It ends on its own, and the
+ * monitor with it. */
 void
 hddMonitorFree(hddMonitor *mon)
 {
     if (!mon)
         return;
+    g_mutex_lock(&mon->lock);
+    mon->quit = TRUE;
+    g_cond_broadcast(&mon->cond);
+    g_mutex_unlock(&mon->lock);
     if (mon->thread) {
-        g_mutex_lock(&mon->lock);
-        mon->quit = TRUE;
-        g_cond_broadcast(&mon->cond);
-        g_mutex_unlock(&mon->lock);
         g_main_context_wakeup(mon->ctx);
-        g_thread_join(mon->thread);
+        g_thread_unref(mon->thread);
         hddMonitorCount--;
     }
-    /* On the main context, where notices run: none runs from now on. */
+    /* On the main context, where notices run: none runs from now on, and
+     * the thread posts none after quit. */
     hddNoticeCancel(mon->notice);
-    g_main_context_unref(mon->ctx);
-    g_mutex_clear(&mon->lock);
-    g_cond_clear(&mon->cond);
-    g_free(mon->domain);
-    g_free(mon->path);
-    g_free(mon);
+    hddMonitorUnref(mon);
+}
+
+
+gboolean
+hddMonitorsWait(guint timeout_ms)
+{
+    gint64 deadline = g_get_monotonic_time() + (gint64)timeout_ms * 1000;
+
+    while (g_atomic_int_get(&hddMonitorThreads) > 0) {
+        if (g_get_monotonic_time() >= deadline)
+            return FALSE;
+        g_usleep(10 * 1000);
+    }
+    return TRUE;
 }
 
 

@@ -134,8 +134,12 @@ typedef void (*hddMonitorFunc)(const char *domain, hddMonitorNoticeType type,
 hddMonitor *hddMonitorNew(const char *domain, const char *path, hddMonitorFunc func,
                           gpointer opaque, GError **error);
 void hddMonitorSetMax(guint max);
-/* Main context; the monitor must not be borrowed. */
+/* Main context; the monitor must not be borrowed.  Its thread ends on
+ * its own: nothing waits for it. */
 void hddMonitorFree(hddMonitor *mon);
+/* At exit: wait (at most @timeout_ms) until the threads of freed monitors
+ * ended; FALSE if some still run. */
+gboolean hddMonitorsWait(guint timeout_ms);
 const char *hddMonitorGetPath(hddMonitor *mon);
 /* A worker takes the connection (connected now if it was not; NULL and
  * @error if that fails) and runs its context until hddMonitorReturn, which

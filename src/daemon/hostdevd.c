@@ -282,6 +282,10 @@ main(int argc, char **argv)
     hddWatcherFree(dmn.watcher);
     if (dmn.domains)
         g_hash_table_unref(dmn.domains);
+    /* Their monitors' threads end in a moment, unless one waits for a
+     * QEMU that does not answer: the state is durable, no need to wait. */
+    if (!hddMonitorsWait(2000))
+        g_info("a QEMU monitor's thread is still connecting; exiting anyway");
     if (dmn.sec)
         hdSecurityManagerFree(dmn.sec);
     if (dmn.mgr)

@@ -1177,6 +1177,23 @@ def hostile_monitors(env):
     qemu_b.wait(timeout=10)
     check(env.drivers() == orig and not daemon_threads(env, "hdd-qmp-"),
           "destroyed: every device home, no monitor left")
+
+    # A QEMU whose monitor accepts and never greets: the monitor waits for
+    # it (10 s); a domain's end must not wait for the monitor.
+    silent = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    silent_path = os.path.join(env.work, "silent.qmp")
+    silent.bind(silent_path)
+    silent.listen(4)
+    env.ctl("define", "s", "--qmp", silent_path)
+    conn, _ = silent.accept()
+    start = time.monotonic()
+    env.ctl("undefine", "s")
+    took = time.monotonic() - start
+    check(took < 5, f"undefine with its monitor waiting for a silent QEMU: {took:.1f} s (< 5)")
+    wait_for(lambda: not daemon_threads(env, "hdd-qmp-"), "the monitor's thread ends by itself",
+             timeout=30)
+    conn.close()
+    silent.close()
     stop_clean(env)
 
 
