@@ -1242,6 +1242,49 @@ hddOpStart(hddOp *op)
 }
 
 
+/* query-devices reads sysfs for every PCI device: on a worker, as every
+ * command that touches the host, so that a flood of them never holds up
+ * the main loop and the other clients.  Not an operation: it changes
+ * nothing, so the sweep does not wait for it (only a shutdown does). */
+static void
+hddQueryThread(GTask *task, gpointer source, gpointer data, GCancellable *cancel)
+{
+    hddOp *op = data;
+    GError *error = NULL;
+    JsonNode *ret = hddQueryDevices(op->dmn, &error);
+
+    if (!ret)
+        g_task_return_error(task, error);
+    else
+        g_task_return_pointer(task, ret, (GDestroyNotify)json_node_unref);
+}
+
+
+static void
+hddQueryDone(GObject *source, GAsyncResult *res, gpointer opaque)
+{
+    hddOp *op = g_task_get_task_data(G_TASK(res));
+    g_autoptr(GError) error = NULL;
+    JsonNode *ret = g_task_propagate_pointer(G_TASK(res), &error);
+
+    op->dmn->queries--;
+    hddClientOpDone(op->client);
+    hddSend(op->client, error ? hddErrorReply(error, op->id) : hddReply(ret, op->id));
+}
+
+
+static void
+hddQueryStart(hddOp *op)
+{
+    g_autoptr(GTask) task = g_task_new(NULL, NULL, hddQueryDone, NULL);
+
+    op->dmn->queries++;
+    hddClientOpStarted(op->client);
+    g_task_set_task_data(task, op, (GDestroyNotify)hddOpFree);
+    g_task_run_in_thread(task, hddQueryThread);
+}
+
+
 static hdDomainDef *
 hddParseXML(const char *xml, GError **error)
 {
@@ -1598,8 +1641,10 @@ hddDispatch(hddDaemon *dmn, hddClient *client, const char *command, JsonObject *
     if (strcmp(command, "query-devices") == 0) {
         static const hddArg spec[] = { { NULL } };
 
-        if (hddCheckArgs(args, spec, &error))
-            ret = hddQueryDevices(dmn, &error);
+        if (hddCheckArgs(args, spec, &error)) {
+            hddQueryStart(hddOpNew(dmn, client, id, NULL));
+            return;
+        }
     } else if (strcmp(command, "query-domains") == 0) {
         ret = hddQueryDomains(dmn, args, &error);
     } else if (strcmp(command, "query-status") == 0) {

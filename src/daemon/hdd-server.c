@@ -22,8 +22,11 @@
  * A connection has at most HDD_CLIENT_MAX_PENDING requests in the daemon
  * (waiting for their turn, or running on a worker) and at most one
  * request's worth of input waiting: beyond that it is not read (flow
- * control: the client's writes wait, nothing is lost).  Its requests also
- * wait while HDD_CLIENT_MAX_UNREAD replies it has not read are queued.
+ * control: the client's writes wait, nothing is lost).  At most
+ * HDD_CLIENT_MAX_RUNNING of them run on workers at once, and its requests
+ * also wait while HDD_CLIENT_MAX_UNREAD replies it has not read are queued.
+ * Replies are written at once when the socket takes them (non-blocking),
+ * so that a request's reply goes out in the turn that made it.
  * Everything on the main context runs at G_PRIORITY_DEFAULT, so that a
  * busy request queue starves none of it.
  *
@@ -55,6 +58,8 @@
 #define HDD_ROOT_RESERVE 16
 /* Requests of one connection in the daemon: waiting, or on a worker. */
 #define HDD_CLIENT_MAX_PENDING 32
+/* Requests of one connection on workers at once. */
+#define HDD_CLIENT_MAX_RUNNING 4
 /* Messages queued for a client before its next request waits. */
 #define HDD_CLIENT_MAX_UNREAD 64
 
@@ -66,7 +71,6 @@ struct _hddClient {
     GSocket *sock;            /* conn's */
     GSource *in_source;       /* while it is read; NULL: flow control */
     guint timer_id;           /* until qmp_capabilities, or until it hangs up */
-    GCancellable *cancel;
     GByteArray *inbuf;        /* input not run yet; NULL when there is none */
     gsize scanned;            /* bytes of inbuf searched for line ends */
     gsize line_start;         /* where the line after the complete ones starts */
@@ -75,7 +79,8 @@ struct _hddClient {
     gboolean too_large;       /* an over-long line follows the complete ones */
     gboolean ready;           /* in server.ready */
     GQueue outq;              /* GBytes *, the head is being written */
-    gboolean writing;
+    gsize out_offset;         /* of the head, written already */
+    GSource *out_source;      /* while the socket takes no more */
     gboolean negotiated;
     gboolean closed;
     gboolean close_after_flush; /* after a fatal error: reply, then hang up */
@@ -96,6 +101,7 @@ static struct {
     guint nclients;
     guint serial;
     GQueue ready;             /* hddClient * (a reference each) with a request to run */
+    hddClient *last;          /* ran in the previous turn; queued again in the next */
     guint run_id;
     gint64 refused_logged;    /* when a refused connection was last logged */
     GMutex lock;              /* guards queue and flush_id */
@@ -109,6 +115,7 @@ static guint8 hddReadBuffer[65536];
 static void hddClientRead(hddClient *client);
 static void hddClientWriteNext(hddClient *client);
 static void hddClientSchedule(hddClient *client);
+static void hddFlushNow(void);
 
 
 hddClient *
@@ -125,7 +132,6 @@ hddClientUnref(hddClient *client)
     if (!client || !g_atomic_int_dec_and_test(&client->refs))
         return;
     g_clear_object(&client->conn);
-    g_clear_object(&client->cancel);
     g_clear_pointer(&client->inbuf, g_byte_array_unref);
     g_queue_clear_full(&client->outq, (GDestroyNotify)g_bytes_unref);
     g_free(client);
@@ -133,11 +139,11 @@ hddClientUnref(hddClient *client)
 
 
 static void
-hddClientStopReading(hddClient *client)
+hddSourceClear(GSource **source)
 {
-    if (client->in_source) {
-        g_source_destroy(client->in_source);
-        g_clear_pointer(&client->in_source, g_source_unref);
+    if (*source) {
+        g_source_destroy(*source);
+        g_clear_pointer(source, g_source_unref);
     }
 }
 
@@ -149,9 +155,9 @@ hddClientClose(hddClient *client)
         return;
     client->closed = TRUE;
     g_debug("client %u (pid %d) disconnected", client->serial, (int)client->pid);
-    hddClientStopReading(client);
+    hddSourceClear(&client->in_source);
+    hddSourceClear(&client->out_source);
     g_clear_handle_id(&client->timer_id, g_source_remove);
-    g_cancellable_cancel(client->cancel);
     g_io_stream_close(G_IO_STREAM(client->conn), NULL, NULL);
     g_clear_pointer(&client->inbuf, g_byte_array_unref);
     server.clients = g_list_remove(server.clients, client);
@@ -160,45 +166,59 @@ hddClientClose(hddClient *client)
 }
 
 
-static void
-hddClientWriteDone(GObject *source, GAsyncResult *res, gpointer opaque)
+static gboolean
+hddClientWritable(GSocket *sock, GIOCondition cond, gpointer opaque)
 {
     hddClient *client = opaque;
-    g_autoptr(GError) error = NULL;
 
-    client->writing = FALSE;
-    if (!g_output_stream_write_all_finish(G_OUTPUT_STREAM(source), res, NULL, &error)) {
-        g_debug("client %u: %s", client->serial, error->message);
-        hddClientClose(client);
-    } else {
-        g_bytes_unref(g_queue_pop_head(&client->outq));
-        hddClientWriteNext(client);
-        hddClientSchedule(client);
-    }
-    hddClientUnref(client);
+    /* Returning G_SOURCE_REMOVE destroys it. */
+    g_clear_pointer(&client->out_source, g_source_unref);
+    hddClientWriteNext(client);
+    return G_SOURCE_REMOVE;
 }
 
 
+/* Write what @client's socket takes now, without blocking; the rest once
+ * it takes more.  Written at once, a reply goes out in the main loop
+ * iteration that made it. */
 static void
 hddClientWriteNext(hddClient *client)
 {
     GBytes *head;
-    GOutputStream *out;
 
-    if (client->closed || client->writing)
+    if (client->closed || client->out_source)
         return;
-    if (!(head = g_queue_peek_head(&client->outq))) {
-        /* Closing with unread input would reset the connection and could
-         * lose the last reply: end our side, and drain theirs. */
-        if (client->close_after_flush)
-            g_socket_shutdown(g_socket_connection_get_socket(client->conn), FALSE, TRUE, NULL);
-        return;
+    while ((head = g_queue_peek_head(&client->outq))) {
+        g_autoptr(GError) error = NULL;
+        gsize size;
+        const char *data = g_bytes_get_data(head, &size);
+        gssize n = g_socket_send_with_blocking(client->sock, data + client->out_offset,
+                                               size - client->out_offset, FALSE, NULL, &error);
+
+        if (n < 0 && g_error_matches(error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK)) {
+            client->out_source = g_socket_create_source(client->sock, G_IO_OUT, NULL);
+            g_source_set_callback(client->out_source,
+                                  (GSourceFunc)(GCallback)hddClientWritable, client, NULL);
+            g_source_attach(client->out_source, NULL);
+            return;
+        }
+        if (n < 0) {
+            g_debug("client %u: %s", client->serial, error->message);
+            hddClientClose(client);
+            return;
+        }
+        client->out_offset += n;
+        if (client->out_offset == size) {
+            g_bytes_unref(g_queue_pop_head(&client->outq));
+            client->out_offset = 0;
+        }
     }
-    client->writing = TRUE;
-    out = g_io_stream_get_output_stream(G_IO_STREAM(client->conn));
-    g_output_stream_write_all_async(out, g_bytes_get_data(head, NULL), g_bytes_get_size(head),
-                                    G_PRIORITY_DEFAULT, client->cancel, hddClientWriteDone,
-                                    hddClientRef(client));
+    /* Closing with unread input would reset the connection and could
+     * lose the last reply: end our side, and drain theirs. */
+    if (client->close_after_flush)
+        g_socket_shutdown(client->sock, FALSE, TRUE, NULL);
+    /* Its replies are read: its requests may run again. */
+    hddClientSchedule(client);
 }
 
 
@@ -250,6 +270,18 @@ hddFlush(gpointer opaque)
         g_free(out);
     }
     return G_SOURCE_REMOVE;
+}
+
+
+/* On the main thread: what is queued goes out now, instead of at the
+ * next iteration of the main loop, which may run another request first. */
+static void
+hddFlushNow(void)
+{
+    g_mutex_lock(&server.lock);
+    g_clear_handle_id(&server.flush_id, g_source_remove);
+    g_mutex_unlock(&server.lock);
+    hddFlush(NULL);
 }
 
 
@@ -488,22 +520,30 @@ hddClientTooLarge(hddClient *client)
 
 
 /* One turn of the request queue: one request of the connection at its
- * head, which goes to the back if it has more. */
+ * head.  The connection that ran in the previous turn goes to the back
+ * only now, behind those that became ready while its request ran: a
+ * newcomer waits for the request running when it came, no more. */
 static gboolean
 hddRunNext(gpointer opaque)
 {
-    g_autoptr(hddClient) client = g_queue_pop_head(&server.ready);
+    g_autoptr(hddClient) client = NULL;
 
-    if (client) {
+    if (server.last) {
+        hddClientSchedule(server.last);
+        g_clear_pointer(&server.last, hddClientUnref);
+    }
+    if ((client = g_queue_pop_head(&server.ready))) {
         client->ready = FALSE;
         if (!client->closed && client->lines > 0)
             hddClientRunOne(client);
         if (!client->closed && client->lines == 0 && client->too_large)
             hddClientTooLarge(client);
-        hddClientSchedule(client);
         hddClientRead(client);
+        server.last = g_steal_pointer(&client);
+        /* Its reply now, not after another turn. */
+        hddFlushNow();
     }
-    if (g_queue_is_empty(&server.ready)) {
+    if (!server.last && g_queue_is_empty(&server.ready)) {
         server.run_id = 0;
         return G_SOURCE_REMOVE;
     }
@@ -517,6 +557,7 @@ hddClientSchedule(hddClient *client)
 {
     if (client->closed || client->ready || client->close_after_flush ||
         (client->lines == 0 && !client->too_large) ||
+        client->running >= HDD_CLIENT_MAX_RUNNING ||
         g_queue_get_length(&client->outq) >= HDD_CLIENT_MAX_UNREAD)
         return;
     client->ready = TRUE;
@@ -633,6 +674,7 @@ hddClientOpDone(hddClient *client)
         return;
     client->running--;
     hddClientRead(client);
+    hddClientSchedule(client);
 }
 
 
@@ -737,7 +779,6 @@ hddIncoming(GSocketService *service, GSocketConnection *conn, GObject *source,
     client->dmn = dmn;
     client->conn = g_object_ref(conn);
     client->sock = sock;
-    client->cancel = g_cancellable_new();
     client->pid = cred.pid;
     client->uid = cred.uid;
     server.clients = g_list_prepend(server.clients, client);
@@ -896,6 +937,7 @@ hddServerStop(void)
         hddClientClose(server.clients->data);
     g_clear_handle_id(&server.run_id, g_source_remove);
     g_queue_clear_full(&server.ready, (GDestroyNotify)hddClientUnref);
+    g_clear_pointer(&server.last, hddClientUnref);
     g_mutex_lock(&server.lock);
     if (server.flush_id)
         g_source_remove(server.flush_id);

@@ -74,6 +74,7 @@ typedef struct {
     GHashTable *domains;      /* name -> hddDomain *; main thread only */
     GMainLoop *loop;
     guint ops;                /* commands running on workers */
+    guint queries;            /* queries running on workers (the sweep goes on) */
     gboolean sweeping;
     hddWatcher *watcher;      /* release watches of the pending groups */
     gboolean group_freed;     /* a watch found its group free: give back now */

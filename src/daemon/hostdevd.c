@@ -124,7 +124,7 @@ hddMaybeQuit(gpointer opaque)
 
     /* Running operations finish first: their replies and durable state
      * are worth the wait; a second signal does not wait. */
-    if (dmn->ops > 0 || dmn->sweeping)
+    if (dmn->ops > 0 || dmn->queries > 0 || dmn->sweeping)
         return G_SOURCE_CONTINUE;
     g_main_loop_quit(dmn->loop);
     return G_SOURCE_REMOVE;

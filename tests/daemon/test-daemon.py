@@ -82,6 +82,15 @@ def alias_of(addr):
     return "hd-" + addr.replace(":", "-").replace(".", "-")
 
 
+def status_kb(pid, field):
+    """A size from /proc/PID/status (VmRSS, VmHWM...), in KiB."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise KeyError(field)
+
+
 def as_user(uid, gid):
     """A preexec_fn: the child runs as @uid and @gid, with no other group."""
     def drop():

@@ -29,7 +29,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
@@ -122,14 +121,6 @@ def asan_build():
     except OSError:
         return False
     return "address" in str(opts.get("b_sanitize", ""))
-
-
-def rss_kb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise KeyError("VmRSS")
 
 
 def stop_clean(env):
@@ -269,14 +260,6 @@ def hostile_request_size(env):
     stop_clean(env)
 
 
-def vm_hwm_kb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    raise KeyError("VmHWM")
-
-
 def hostile_xml(env):
     """Finding 2: a 115 KB domain XML whose <name> used one 100 KB entity
     5,000 times took hostdevd near 2 GB and stalled its main loop 9 s.
@@ -286,7 +269,7 @@ def hostile_xml(env):
     env.start_daemon()
     env.ctl("define", "guest")
     c = Raw(env)
-    hwm = vm_hwm_kb(env.daemon.pid)
+    hwm = daemon_test.status_kb(env.daemon.pid, "VmHWM")
     # 100 KB used 1,000 times: 100 MB once expanded (the finding's 5,000
     # times would take the shared test machine's memory).
     blowup = ("<!DOCTYPE domain [<!ENTITY e '" + "x" * 100000 + "'>]>\n<domain><name>"
@@ -304,7 +287,7 @@ def hostile_xml(env):
         check_reply(reply, "InvalidArgument", f"prepare: {what}")
         check("entities are not accepted" in reply["error"]["desc"],
               "... refused as an entity declaration")
-    grown = vm_hwm_kb(env.daemon.pid) - hwm
+    grown = daemon_test.status_kb(env.daemon.pid, "VmHWM") - hwm
     check(grown < 64 * 1024, f"hostdevd's peak memory grew {grown} KiB (< 64 MiB)")
     check(domain_names(env) == ["guest"] and env.state_of(GPU)["state"] != "active",
           "nothing changed")
@@ -431,10 +414,10 @@ def hostile_connections(env):
     # Memory: 600 idle connections (fds allowing).
     env.start_daemon("--max-clients", "700")
     wait_for(lambda: clients_now(env) == 0, "no connection")
-    before = rss_kb(env.daemon.pid)
+    before = daemon_test.status_kb(env.daemon.pid, "VmRSS")
     idle = [Raw(env) for _ in range(600)]
     wait_for(lambda: clients_now(env) == 600, "600 idle connections")
-    per = (rss_kb(env.daemon.pid) - before) * 1024 // 600
+    per = (daemon_test.status_kb(env.daemon.pid, "VmRSS") - before) * 1024 // 600
     # A 64 KiB read buffer each before; ASan's redzones and quarantine
     # inflate the rest (about 1.5 KiB without, 16 to 25 KiB with).
     bound = 48 if asan_build() else 16
@@ -450,7 +433,8 @@ def hostile_fairness(env):
     another client's status by 23 s (all of them ran first).  Requests run round robin between
     connections; a connection has at most 32 requests in the daemon, and
     beyond that it is not read (flow control): its writes wait, nothing is
-    refused or lost, however much it pipelines without reading."""
+    refused or lost, however much it pipelines without reading; at most 4
+    of its requests run on workers at once."""
     env.start_daemon()
     n = 1000
     replies = []
@@ -484,6 +468,46 @@ def hostile_fairness(env):
     other.close()
     flood_in.close()
     flood.close()
+
+    # query-devices reads sysfs on a worker: a status sent after it is
+    # answered first.
+    a, b = Raw(env), Raw(env)
+    first = 0
+    for attempt in range(3):
+        a.send({"execute": "query-devices", "id": "a"})
+        check_reply(b.request({"execute": "query-status"}), None,
+                    f"try {attempt + 1}: status while query-devices runs")
+        a.sock.setblocking(False)
+        try:
+            first += a.sock.recv(1, socket.MSG_PEEK) == b""
+        except BlockingIOError:
+            first += 1
+        a.sock.settimeout(60)
+        check_reply(a.read(), None, "... query-devices answers")
+    check(first >= 2, f"status answered before query-devices in {first} of 3 tries")
+    a.close()
+    b.close()
+
+    # Pipelined operations take at most 4 workers at once.
+    c = Raw(env)
+    resets = [GPU, AUDIO, GPU2, AUDIO2] * 3
+    done = []
+
+    def read_resets():
+        for _ in resets:
+            done.append(c.read())
+    threading.Thread(target=read_resets, daemon=True).start()
+    c.send(b"".join(json.dumps({"execute": "nodedev-reset", "arguments": {"address": addr},
+                                "id": i}).encode() + b"\n" for i, addr in enumerate(resets)))
+    watcher = env.client()
+    peak = 0
+    while len(done) < len(resets):
+        peak = max(peak, watcher.execute("query-status")["operations"])
+        time.sleep(0.005)
+    check(all("return" in r for r in done) and 0 < peak <= 4,
+          f"{len(resets)} pipelined nodedev-reset: at most {peak} at once (<= 4)")
+    watcher.close()
+    c.close()
 
     # A client that pipelines without reading is not read either: its
     # writes wait, and once it reads, every request has its reply.
@@ -698,10 +722,10 @@ def hostile_leak(env):
         c = env.client()
         for i in range(50):
             c.execute("define-domain", name=f"d{i:02}", qmp=f"/run/d{i:02}.qmp")
-        before = rss_kb(env.daemon.pid)
+        before = daemon_test.status_kb(env.daemon.pid, "VmRSS")
         for i in range(1000):
             c.execute("define-domain", name=f"d{i % 50:02}", pid=0)
-        grown = rss_kb(env.daemon.pid) - before
+        grown = daemon_test.status_kb(env.daemon.pid, "VmRSS") - before
         check(grown < 2048, f"1,000 saves of 50 domains: RSS grew {grown} KiB (< 2 MiB)")
     stop_clean(env)
 
