@@ -3,7 +3,7 @@
 """End to end: hostdevctl (and the Python client) against hostdevd on the
 simulated host.
 
-    test-daemon.py verbs|bad-input|vf-interface|protocol|restart|pending
+    test-daemon.py verbs|bad-input|protocol|restart|pending
 
 Each case mounts its own simulated gpu16 host, runs its own hostdevd and,
 when needed, a stand-in QEMU (scripts/demo-qemu.py).  Needs root and
@@ -434,66 +434,6 @@ def case_bad_input(env):
     check(env.violations() == 0, "no viability violation")
 
 
-def case_vf_interface(env):
-    """An SR-IOV VF as <interface type='hostdev'> end to end on the simulated
-    host: its PF's rtnetlink sets its MAC and VLAN for the guest, and the
-    ones it had come back when it is given back (detach-device, destroy)."""
-    env.start_daemon()
-    orig = env.drivers()
-    vf, vf0 = "0000:60:10.2", "0000:60:10.0"
-    # What the host's admin had set for the VF (ip link set PF vf 1 ...).
-    for command in (f"vf {vf} mac 02:aa:00:00:00:01", f"vf {vf} vlan 5"):
-        with open(os.path.join(env.root, ".sim/ctl"), "w") as f:
-            f.write(command)
-
-    def vf_state():
-        dev = next(d for d in env.sim_state()["devices"] if d["address"] == vf)
-        return dev["vf"]["mac"], dev["vf"]["vlan"], dev["netdev"]
-
-    def iface(mac, vlan=None):
-        d, b, sf = vf.split(":")
-        sl, fn = sf.split(".")
-        vlan_xml = f"<vlan><tag id='{vlan}'/></vlan>" if vlan is not None else ""
-        return (f"<interface type='hostdev' managed='yes'><source><address type='pci' "
-                f"domain='0x{d}' bus='0x{b}' slot='0x{sl}' function='0x{fn}'/></source>"
-                f"<mac address='{mac}'/>{vlan_xml}<alias name='{alias_of(vf)}'/></interface>")
-
-    env.ctl("define", "guest")
-    xml = f"<domain><name>guest</name><devices>{iface('52:54:00:6d:90:02', 42)}" \
-          f"{hostdev_xml([vf0])}</devices></domain>"
-    env.ctl("prepare", "guest", env.write("g.xml", xml))
-    check(env.driver(vf) == "vfio-pci" and vf_state() == ("52:54:00:6d:90:02", 42, None),
-          "prepare: the VF is on vfio-pci with the guest's MAC and VLAN, set by its PF")
-    rec = next(r for r in env.security_records() if r["kind"] == "vf")
-    check((rec["pf"], rec["index"], rec["mac"], rec["vlan"]) ==
-          ("enp96s0", 1, "02:aa:00:00:00:01", 5),
-          "what the PF had for the VF is recorded before it changes")
-
-    qemu, qmp = env.start_qemu([vf, vf0])
-    env.ctl("define", "guest", "--qmp", qmp, "--pid", str(qemu.pid))
-    env.ctl("detach-device", "guest", env.write("vf.xml", iface("52:54:00:6d:90:02", 42)))
-    wait_for(lambda: env.driver(vf) == "ixgbevf", "the VF given back")
-    wait_for(lambda: vf_state() == ("02:aa:00:00:00:01", 5, "enp96s0v1"),
-             "the VF's MAC and VLAN restored")
-    check(True, "detach-device: the VF goes home with the MAC and VLAN it had")
-
-    # Hot-plugged as a lone <interface>: no <vlan> means untagged.
-    env.ctl("attach-device", "guest", env.write("vf2.xml", iface("52:54:00:6d:90:03")))
-    check(vf_state() == ("52:54:00:6d:90:03", 0, None),
-          "attach-device of a lone <interface>: its MAC, untagged")
-    env.ctl("destroy", "guest")
-    qemu.wait(timeout=10)
-    wait_for(lambda: vf_state() == ("02:aa:00:00:00:01", 5, "enp96s0v1"),
-             "the VF's settings restored after destroy")
-    check(env.drivers() == orig, "destroy: every device home, the VF's settings as they were")
-    status = json.loads(env.ctl("--json", "status").stdout)
-    check(status["security-pending"] == [] and env.security_records() == [],
-          "no security record left")
-    events = open(os.path.join(env.root, ".sim/events")).read()
-    check(events.count('"vf-set", "device": "0000:60:10.2"') >= 6,
-          "every change went through the PF's rtnetlink (vf-set events)")
-
-
 def case_protocol(env):
     """The protocol itself, through the Python client of docs/protocol.rst."""
     env.start_daemon()
@@ -691,8 +631,8 @@ def run(case):
 
 
 def main():
-    if len(sys.argv) != 2 or sys.argv[1] not in ("verbs", "bad-input", "vf-interface",
-                                                  "protocol", "restart", "pending"):
+    if len(sys.argv) != 2 or sys.argv[1] not in ("verbs", "bad-input", "protocol",
+                                                  "restart", "pending"):
         print(__doc__, file=sys.stderr)
         return 2
     return run(globals()["case_" + sys.argv[1].replace("-", "_")])
