@@ -11,6 +11,7 @@
 #   libvirt/libvirt.sh verify        libvirt/patches is what format-patch writes for it
 #   libvirt/libvirt.sh export        the tree's branch back into libvirt/patches (format-patch)
 #   libvirt/libvirt.sh debs          Debian packages of the patched libvirt (make libvirt-debs)
+#   libvirt/libvirt.sh debs-chroot   those packages installed with apt into a fresh Debian 12 chroot
 #
 # Every step is cheap when there is nothing to do, so a second `make libvirt`
 # with the same series only runs the tests.  Paths (relative to the hostdev
@@ -484,6 +485,50 @@ debs() {
     ls "$debs"/*.deb
 }
 
+# The packages a QEMU/KVM host installs (what `apt install libvirt-daemon-system`
+# pulls in of libvirt's own packages)
+readonly host_packages=(libvirt0 libvirt-clients libvirt-daemon libvirt-daemon-driver-qemu
+    libvirt-daemon-system libvirt-daemon-system-systemd libvirt-daemon-config-network
+    libvirt-daemon-config-nwfilter libvirt-l10n)
+
+# Install the packages `debs` built into a fresh Debian 12 chroot (not on
+# this machine, whose own libvirt stays Debian's) with apt, as a user would,
+# and check what got installed runs.
+debs_chroot() {
+    local root="$debs/chroot"
+    local t0 pkg deb
+    local files=()
+    for pkg in "${host_packages[@]}"; do
+        deb=$(ls "$debs/${pkg}_$debian_version${suffix}_"*.deb 2>/dev/null | head -n1 || true)
+        [ -n "$deb" ] || die "no $pkg package in $debs: run libvirt/libvirt.sh debs first"
+        files+=("/debs/$(basename "$deb")")
+    done
+    command -v mmdebstrap >/dev/null || apt_get install -y -qq --no-install-recommends mmdebstrap >/dev/null
+    t0=$(now)
+    rm -rf "$root"
+    say "making a Debian 12 chroot in $root (mmdebstrap)"
+    "${sudo[@]}" mmdebstrap --quiet --variant=apt bookworm "$root" \
+        "deb http://deb.debian.org/debian bookworm main" \
+        "deb http://deb.debian.org/debian-security bookworm-security main" >"$debs/chroot.log" 2>&1 ||
+        { tail -n 20 "$debs/chroot.log" >&2; die "mmdebstrap failed"; }
+    say "chroot made in $(elapsed "$t0") s"
+    # No service starts in a chroot
+    printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$root/usr/sbin/policy-rc.d" >/dev/null
+    "${sudo[@]}" chmod +x "$root/usr/sbin/policy-rc.d"
+    "${sudo[@]}" mkdir -p "$root/debs"
+    "${sudo[@]}" cp "$debs"/*.deb "$root/debs/"
+    t0=$(now)
+    say "apt install of ${host_packages[*]} from the packages built"
+    "${sudo[@]}" chroot "$root" env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -q --no-install-recommends "${files[@]}" >>"$debs/chroot.log" 2>&1 ||
+        { tail -n 30 "$debs/chroot.log" >&2; die "apt-get install in the chroot failed"; }
+    say "installed in $(elapsed "$t0") s:"
+    "${sudo[@]}" chroot "$root" dpkg-query -W -f='  ${Package} ${Version}\n' "${host_packages[@]}"
+    "${sudo[@]}" chroot "$root" virsh --version
+    "${sudo[@]}" chroot "$root" /usr/sbin/libvirtd --version
+    "${sudo[@]}" chroot "$root" /usr/sbin/virtqemud --version
+}
+
 # --- main -------------------------------------------------------------------
 
 case "${1:-all}" in
@@ -497,5 +542,6 @@ all) deps; build; verify_series; run_tests; run_syntax_check ;;
 export) export_series ;;
 verify) verify_series ;;
 debs) debs ;;
-*) die "unknown step '$1' (deps, source, tree, build, test, syntax-check, all, export, debs)" ;;
+debs-chroot) debs_chroot ;;
+*) die "unknown step '$1' (deps, source, tree, build, test, syntax-check, all, verify, export, debs, debs-chroot)" ;;
 esac
