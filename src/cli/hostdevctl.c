@@ -23,6 +23,11 @@
 
 #define HDC_DEFAULT_SOCKET "/run/hostdevd.sock"
 #define HDC_MAX_FILE_SIZE (1024 * 1024)
+/* hostdevd's limit on a request, the newline excluded (docs/protocol.rst,
+ * Limits).  A file within HDC_MAX_FILE_SIZE may still not fit once escaped
+ * as a JSON string in its request: checked here, so that the error names
+ * the file instead of the daemon ending the connection. */
+#define HDC_MAX_REQUEST (1024 * 1024)
 #define HDC_MAX_LINE (16 * 1024 * 1024)
 
 /* Exit codes (docs/hostdevctl.rst). */
@@ -41,6 +46,7 @@ typedef enum {
 static char *hdcSocket;          /* --socket after the verb */
 static char *hdcSocketGlobal;    /* --socket before it */
 static gboolean hdcJson;
+static const char *hdcRequestFile; /* the XML file the request carries */
 
 typedef struct {
     int fd;
@@ -267,6 +273,18 @@ hdcCommand(hdcConn *conn, const char *command, JsonNode *args, hdcEventFunc func
     json_builder_end_object(b);
     req = json_builder_get_root(b);
     text = json_to_string(req, FALSE);
+    if (strlen(text) > HDC_MAX_REQUEST) {
+        if (hdcRequestFile)
+            hdcPrintError(_("%1$s: too large for hostdevd: escaped as JSON, the %2$s request "
+                            "carrying it takes %3$" G_GSIZE_FORMAT " bytes, more than the "
+                            "%4$u it accepts"),
+                          hdcRequestFile, command, strlen(text), (unsigned int)HDC_MAX_REQUEST);
+        else
+            hdcPrintError(_("the %1$s request takes %2$" G_GSIZE_FORMAT " bytes, more than the "
+                            "%3$u hostdevd accepts"),
+                          command, strlen(text), (unsigned int)HDC_MAX_REQUEST);
+        return HDC_EXIT_USAGE;
+    }
     line = g_strconcat(text, "\n", NULL);
     if (!hdcWrite(conn, line, &error)) {
         hdcPrintError("%s", error->message);
@@ -694,7 +712,10 @@ hdcXmlCommand(const char *command, char **args, JsonNode **ret)
     if (hdcOptUnplugTimeout >= 0)
         json_object_set_int_member(json_node_get_object(req), "unplug-timeout",
                                    (gint64)(MIN(hdcOptUnplugTimeout, 1e9) * 1000 + 0.5));
-    if ((rc = hdcRun(command, g_steal_pointer(&req), NULL, NULL, &result)) != HDC_EXIT_OK)
+    hdcRequestFile = args[1];
+    rc = hdcRun(command, g_steal_pointer(&req), NULL, NULL, &result);
+    hdcRequestFile = NULL;
+    if (rc != HDC_EXIT_OK)
         return rc;
     if (!hdcJson)
         hdcPrintNotes(result);

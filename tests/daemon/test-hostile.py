@@ -865,6 +865,36 @@ def hostile_xml_files(env):
     p = env.ctl("prepare", "guest", big, expect=2)
     check("1048576 bytes" in p.stderr, "a file over 1 MiB is refused, the bound named")
 
+    # A file within 1 MiB may not fit in hostdevd's 1 MiB request once
+    # escaped as a JSON string: hostdevctl says so, naming the file, and
+    # sends nothing.  The two limits meet exactly: a request of 1048576
+    # bytes is taken, one byte more is hostdevctl's error.
+    env.ctl("define", "guest")
+    base = domain_xml("guest", hostdev_xml([VF0]))
+
+    def padded(pad):
+        return env.write("padded.xml", f"<!--{pad}-->{base}")
+
+    def request_size(pad):
+        # json-glib's compact form: no spaces, members in hostdevctl's order.
+        return len(json.dumps({"execute": "prepare", "arguments": {
+            "domain": "guest", "xml": f"<!--{pad}-->{base}"}, "id": 2},
+            ensure_ascii=False, separators=(",", ":")).encode())
+    quotes = '"' * (600 * 1024)
+    path = padded(quotes)
+    p = env.ctl("prepare", "guest", path, expect=2)
+    check(os.path.getsize(path) < MAX_REQUEST and path in p.stderr and
+          "escaped as JSON" in p.stderr and f"more than the {MAX_REQUEST}" in p.stderr,
+          "a 600 KiB file of quotes, twice that escaped: refused by hostdevctl, naming the "
+          "file and the limit")
+    check("request larger than" not in open(env.log).read(), "... hostdevd got none of it")
+    fit = "x" * (MAX_REQUEST - request_size(""))
+    env.ctl("prepare", "guest", padded(fit + "x"), expect=2)
+    check(env.state_of(VF0)["state"] != "active", "a request 1 byte over: hostdevctl's error")
+    env.ctl("prepare", "guest", padded(fit))
+    check(env.state_of(VF0)["domain"] == "guest", "a request of exactly 1048576 bytes is taken")
+    env.ctl("destroy", "guest")
+
     # A valid ISO-8859-1 file, and a UTF-16 one with its byte order mark.
     name = "g\u00e4st"
     env.ctl("define", name)
