@@ -19,8 +19,9 @@
  *
  * Every change is recorded in security.json in the manager's state
  * directory (replaced atomically) before it is made, so a restart finishes
- * what was left.  A cleanup that fails is reported (hdSecurityReportFunc)
- * and stays pending; hdSecurityManagerRetry() tries again.
+ * what was left.  A setup that fails is reported (hdSecurityReportFunc) and
+ * fails the domain's assignment; a cleanup that fails is reported and stays
+ * pending; hdSecurityManagerRetry() tries again.
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
@@ -84,12 +85,28 @@ GStrv hdSecurityManagerListPending(hdSecurityManager *sec);
 /* One line per label, ACL and VF setting hostdev has in place now. */
 GStrv hdSecurityManagerListApplied(hdSecurityManager *sec);
 
-/* Called for each cleanup that failed (and was left pending); the default
- * logs a warning. */
-typedef void (*hdSecurityReportFunc)(hdSecurityManager *sec, const GError *error,
+/* What failed, for hdSecurityReportFunc. */
+typedef enum {
+    /* Setting up a domain's label, ACL or VF settings: its assignment
+     * fails (hdSecurityManagerCheckDomain), what was set is undone. */
+    HD_SECURITY_PROBLEM_SETUP,
+    /* Undoing one: left pending, tried again (hdSecurityManagerRetry). */
+    HD_SECURITY_PROBLEM_CLEANUP,
+    /* Recording a change in security.json. */
+    HD_SECURITY_PROBLEM_STATE,
+} hdSecurityProblem;
+
+/* Called for each failure, with the domain when it is one's (else NULL);
+ * the default is hdSecurityProblemLog(). */
+typedef void (*hdSecurityReportFunc)(hdSecurityManager *sec, hdSecurityProblem problem,
+                                     const char *domain, const GError *error,
                                      gpointer opaque);
 void hdSecurityManagerSetReportFunc(hdSecurityManager *sec, hdSecurityReportFunc func,
                                     gpointer opaque);
+
+/* @error logged as a warning that says what failed ("domain vm1: security
+ * setup failed, its assignment fails: ..."). */
+void hdSecurityProblemLog(hdSecurityProblem problem, const char *domain, const GError *error);
 
 /* Replaceable for tests: the device number of a VFIO node (default: stat()
  * of the character device; on the simulated host the nodes are regular

@@ -103,13 +103,28 @@ hddManagerEvent(hdManager *mgr, const hdEvent *event, gpointer opaque)
 }
 
 
+/* Logged, and an event for the clients: what failed is said as it is (a
+ * setup that failed fails the domain's assignment, a cleanup that failed
+ * is retried). */
 static void
-hddSecurityReport(hdSecurityManager *sec, const GError *error, gpointer opaque)
+hddSecurityReport(hdSecurityManager *sec, hdSecurityProblem problem, const char *domain,
+                  const GError *error, gpointer opaque)
 {
+    static const char *const kinds[] = {
+        [HD_SECURITY_PROBLEM_SETUP] = "setup",
+        [HD_SECURITY_PROBLEM_CLEANUP] = "cleanup",
+        [HD_SECURITY_PROBLEM_STATE] = "state",
+    };
     g_autoptr(JsonBuilder) b = json_builder_new();
 
-    g_warning(_("security cleanup: %1$s"), error->message);
+    hdSecurityProblemLog(problem, domain, error);
     json_builder_begin_object(b);
+    json_builder_set_member_name(b, "kind");
+    json_builder_add_string_value(b, kinds[problem]);
+    if (domain) {
+        json_builder_set_member_name(b, "domain");
+        json_builder_add_string_value(b, domain);
+    }
     json_builder_set_member_name(b, "message");
     json_builder_add_string_value(b, error->message);
     json_builder_end_object(b);

@@ -309,12 +309,13 @@ hdSecLoad(hdSecurityManager *sec, GError **error)
 /* ---- helpers ------------------------------------------------------------ */
 
 static void
-hdSecReport(hdSecurityManager *sec, const GError *error)
+hdSecReport(hdSecurityManager *sec, hdSecurityProblem problem, const char *domain,
+            const GError *error)
 {
     if (sec->report)
-        sec->report(sec, error, sec->report_opaque);
+        sec->report(sec, problem, domain, error, sec->report_opaque);
     else
-        g_warning(_("security cleanup left pending: %1$s"), error->message);
+        hdSecurityProblemLog(problem, domain, error);
 }
 
 
@@ -324,7 +325,7 @@ hdSecDomainFail(hdSecurityManager *sec, const char *domain, GError *error)
 {
     hdSecDomain *dom = hdSecDomainGet(sec, domain);
 
-    hdSecReport(sec, error);
+    hdSecReport(sec, HD_SECURITY_PROBLEM_SETUP, domain, error);
     if (!dom->failure)
         dom->failure = error;
     else
@@ -701,14 +702,17 @@ hdSecRunPending(hdSecurityManager *sec, GError **error)
             g_ptr_array_add(todo, rec);
     }
     for (i = 0; i < todo->len; i++) {
+        hdSecRecord *rec = g_ptr_array_index(todo, i);
+        /* hdSecUndo may drop the record, even when it fails. */
+        g_autofree char *domain = g_strdup(rec->domain);
         g_autoptr(GError) local = NULL;
 
-        if (hdSecUndo(sec, g_ptr_array_index(todo, i), &local))
+        if (hdSecUndo(sec, rec, &local))
             continue;
         left++;
         if (!local)
             continue;   /* waits for its group to be free */
-        hdSecReport(sec, local);
+        hdSecReport(sec, HD_SECURITY_PROBLEM_CLEANUP, domain, local);
         if (error && !*error)
             g_propagate_error(error, g_steal_pointer(&local));
     }
@@ -776,7 +780,7 @@ hdSecReleased(hdSecurityManager *sec, const hdEvent *event)
             hdSecMarkPending(rec, TRUE, &changed);
     }
     if (changed && !hdSecSave(sec, &local)) {
-        hdSecReport(sec, local);
+        hdSecReport(sec, HD_SECURITY_PROBLEM_STATE, NULL, local);
         return;
     }
     hdSecRunPending(sec, NULL);
@@ -803,7 +807,7 @@ hdSecGivenBack(hdSecurityManager *sec, const hdEvent *event)
             hdSecMarkPending(rec, FALSE, &changed);
     }
     if (changed && !hdSecSave(sec, &local)) {
-        hdSecReport(sec, local);
+        hdSecReport(sec, HD_SECURITY_PROBLEM_STATE, NULL, local);
         return;
     }
     hdSecRunPending(sec, NULL);
@@ -874,7 +878,7 @@ hdSecReconcile(hdSecurityManager *sec)
             hdSecMarkPending(rec, rec->kind != HD_SEC_ACL, &changed);
     }
     if (changed && !hdSecSave(sec, &local))
-        hdSecReport(sec, local);
+        hdSecReport(sec, HD_SECURITY_PROBLEM_STATE, NULL, local);
 }
 
 
@@ -1156,6 +1160,28 @@ GStrv
 hdSecurityManagerListApplied(hdSecurityManager *sec)
 {
     return hdSecList(sec, FALSE);
+}
+
+
+void
+hdSecurityProblemLog(hdSecurityProblem problem, const char *domain, const GError *error)
+{
+    switch (problem) {
+    case HD_SECURITY_PROBLEM_SETUP:
+        g_warning(_("domain %1$s: security setup failed, its assignment fails: %2$s"),
+                  domain, error->message);
+        break;
+    case HD_SECURITY_PROBLEM_CLEANUP:
+        if (domain)
+            g_warning(_("domain %1$s: security cleanup failed, retried later: %2$s"),
+                      domain, error->message);
+        else
+            g_warning(_("security cleanup failed, retried later: %1$s"), error->message);
+        break;
+    case HD_SECURITY_PROBLEM_STATE:
+        g_warning(_("security state not recorded: %1$s"), error->message);
+        break;
+    }
 }
 
 

@@ -1031,6 +1031,11 @@ def hostile_failed_prepare(env):
           "a VF its PF refuses: the prepare fails, the VF is home, unchanged")
     check(json.loads(env.ctl("--json", "status").stdout)["security-pending"] ==
           [f"vf {VF1}"], "... and restoring its settings is pending")
+    log = open(env.log).read()
+    check("domain guest: security setup failed, its assignment fails" in log and
+          "domain guest: security cleanup failed, retried later" in log and
+          "security cleanup: " not in log,
+          "hostdevd's log says what failed: the VF's setup, then its restore (retried)")
     sim_ctl(env, f"fault {VF1} vf ok")
     env.ctl("prepare", "guest", failing)
     check(sim_vf(env, VF1) == ("52:54:00:aa:bb:03", 42),

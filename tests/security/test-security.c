@@ -46,6 +46,7 @@ typedef struct {
     hdVFNetConfig vf;             /* what the PF has for the VF now */
     gboolean vf_fail;             /* the backend's set fails */
     guint reports;
+    guint problems[HD_SECURITY_PROBLEM_STATE + 1];   /* reports by hdSecurityProblem */
 } Fixture;
 
 
@@ -120,12 +121,14 @@ testDevNum(const char *path, unsigned int *major, unsigned int *minor, gpointer 
 
 
 static void
-testReport(hdSecurityManager *sec, const GError *error, gpointer opaque)
+testReport(hdSecurityManager *sec, hdSecurityProblem problem, const char *domain,
+           const GError *error, gpointer opaque)
 {
     Fixture *f = opaque;
 
-    g_test_message("reported: %s", error->message);
+    g_test_message("reported (%d, %s): %s", (int)problem, domain, error->message);
     f->reports++;
+    f->problems[problem]++;
 }
 
 
@@ -473,6 +476,7 @@ testRetry(Fixture *f, gconstpointer data)
     testGiveBackAll(f);
     mgrtestAssertDriver(f->sim, NIC, "e1000e");
     g_assert_cmpuint(f->reports, >=, 1);
+    g_assert_cmpuint(f->problems[HD_SECURITY_PROBLEM_CLEANUP], ==, f->reports);
     pending = hdSecurityManagerListPending(f->sec);
     g_assert_cmpuint(g_strv_length(pending), ==, 1);
     g_assert_cmpstr(pending[0], ==, "vf " NIC);
@@ -506,6 +510,9 @@ testAssignFailure(Fixture *f, gconstpointer data)
     g_assert_false(hdSecurityManagerCheckDomain(f->sec, "vm1", &error));
     g_assert_error(error, HD_SYSTEM_ERROR, EIO);
     g_assert_nonnull(strstr(error->message, node));
+    /* Reported as the setup it is, not as a cleanup. */
+    g_assert_cmpuint(f->problems[HD_SECURITY_PROBLEM_SETUP], ==, 1);
+    g_assert_cmpuint(f->problems[HD_SECURITY_PROBLEM_CLEANUP], ==, 0);
     applied = hdSecurityManagerListApplied(f->sec);
     g_assert_cmpuint(testCount(applied, "label "), ==, 4);
 
