@@ -10,6 +10,9 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #include <string.h>
+#ifdef __GLIBC__
+# include <malloc.h>
+#endif
 
 #include <gio/gio.h>
 #include <glib/gi18n.h>
@@ -1637,6 +1640,7 @@ hddDispatch(hddDaemon *dmn, hddClient *client, const char *command, JsonObject *
     g_autoptr(GError) error = NULL;
     JsonNode *ret = NULL;
 
+    dmn->served++;
     g_debug("command %s", command);
     if (strcmp(command, "query-devices") == 0) {
         static const hddArg spec[] = { { NULL } };
@@ -1762,12 +1766,31 @@ hddSweep(gpointer opaque)
 }
 
 
+/* glibc keeps what the daemon's threads free in their arenas (up to 8 a
+ * core, each growing on its own): after bursts of requests on workers and
+ * monitor threads that come and go, hostdevd held on to memory it no
+ * longer used, its RSS creeping up by about 100 KiB every 1,000 requests
+ * of the soak (bench/bench-soak.py) while what was in use grew by 20.
+ * Once the daemon is idle after some requests, that memory goes back. */
+static void
+hddTrim(hddDaemon *dmn)
+{
+    if (dmn->served == dmn->trimmed || dmn->ops > 0 || dmn->queries > 0 || dmn->sweeping)
+        return;
+    dmn->trimmed = dmn->served;
+#ifdef __GLIBC__
+    malloc_trim(0);
+#endif
+}
+
+
 static gboolean
 hddSweepTick(gpointer opaque)
 {
     hddDaemon *dmn = opaque;
 
     dmn->sweep_ticks++;
+    hddTrim(dmn);
     return hddSweep(dmn);
 }
 

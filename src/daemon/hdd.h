@@ -79,6 +79,8 @@ typedef struct {
     hddWatcher *watcher;      /* release watches of the pending groups */
     gboolean group_freed;     /* a watch found its group free: give back now */
     guint sweep_ticks;        /* since the last give-back attempt */
+    guint64 served;           /* requests dispatched */
+    guint64 trimmed;          /* served at the last hddTrim */
 } hddDaemon;
 
 /* hdd-server.c */
