@@ -2,15 +2,24 @@
 # Build the VM tier's initramfs: busybox, the guest init and the kernel
 # modules the guest needs before it can mount the host's root over 9p.
 #
-#   mkinitramfs.sh KERNEL_VERSION CACHE_DIR
+#   mkinitramfs.sh [--nested] KERNEL_VERSION CACHE_DIR
 #
 # Prints the path of the image.  The image is cached in CACHE_DIR and built
 # again only when an input changes (kernel version, module files, busybox,
-# guest-init.sh, this script).  netdevsim, when the kernel has none, comes
+# the init script, this script).  netdevsim, when the kernel has none, comes
 # from build-netdevsim.sh (cached in CACHE_DIR/netdevsim-KERNEL_VERSION).
+#
+# --nested: the image of a Linux guest *inside* the VM (a nested QEMU boots
+# the same kernel with it): busybox and nested-init.sh, no modules at all,
+# so that the nested guest stays as small and quick to boot as it can.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
+nested=
+if [ "${1:-}" = --nested ]; then
+    nested=1
+    shift
+fi
 kver=$1
 cache=$2
 moddir=/lib/modules/$kver
@@ -23,6 +32,13 @@ modules=(irqbypass vfio '?vfio_virqfd' vfio_iommu_type1 vfio-pci-core vfio-pci
          e1000e e1000 '?netdevsim'
          virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci
          '?netfs' '?fscache' 9pnet 9pnet_virtio 9p)
+init=$here/guest-init.sh
+image=$cache/initramfs-$kver.img
+if [ -n "$nested" ]; then
+    modules=()
+    init=$here/nested-init.sh
+    image=$cache/nested-initramfs.img
+fi
 
 busybox=$(command -v busybox || true)
 [ -n "$busybox" ] || die "busybox not found"
@@ -53,7 +69,7 @@ done
 # A kernel without netdevsim (Debian's) gets one built from linux-source
 # (build-netdevsim.sh); without the source or headers, or if the build
 # fails, the image has none and the vf-netdevsim scenario says why.
-if ! modprobe -S "$kver" --show-depends netdevsim >/dev/null 2>&1; then
+if [ -z "$nested" ] && ! modprobe -S "$kver" --show-depends netdevsim >/dev/null 2>&1; then
     if ko=$("$here/build-netdevsim.sh" "$kver" "$cache/netdevsim-$kver"); then
         for dep in $(modinfo -F depends "$ko" | tr ',' ' '); do
             add_module "$dep"
@@ -68,9 +84,8 @@ fi
 key=$( {
     echo "$kver"
     for f in "${files[@]}"; do stat -Lc '%n %s %Y' "$f"; done
-    sha256sum "$busybox" "$here/guest-init.sh" "$0"
+    sha256sum "$busybox" "$init" "$0"
 } | sha256sum | cut -c1-16)
-image=$cache/initramfs-$kver.img
 if [ -f "$image" ] && [ "$(cat "$image.key" 2>/dev/null)" = "$key" ]; then
     echo "$image"
     exit 0
@@ -91,7 +106,7 @@ if ldd "$busybox" >/dev/null 2>&1; then
     done
 fi
 ln -s busybox "$root/bin/sh"
-install -m 0755 "$here/guest-init.sh" "$root/init"
+install -m 0755 "$init" "$root/init"
 
 # Modules, decompressed (busybox insmod may not decompress).
 for f in "${files[@]}"; do

@@ -20,7 +20,9 @@
 # the current directory), HD_VM_KERNEL (a vmlinuz; default the newest
 # /boot/vmlinuz-*), HD_VM_QEMU, HD_VM_SCENARIO_TIMEOUT (seconds per
 # scenario, default 240).  HD_*, ASAN_OPTIONS, UBSAN_OPTIONS and G_DEBUG are
-# passed on to the scenarios.
+# passed on to the scenarios, with HD_VM_NESTED_KERNEL and
+# HD_VM_NESTED_INITRD for a Linux guest inside the VM (mkinitramfs.sh
+# --nested, extract-vmlinux.sh).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -80,8 +82,14 @@ for m in vfio-pci 9pnet_virtio e1000e; do
         skip "kernel $kver has no module $m"
 done
 
-# --- The initramfs, cached in the build dir. ---
-image=$("$here/mkinitramfs.sh" "$kver" "$builddir/tests/vm/cache")
+# --- The initramfs, cached in the build dir; and for scenarios that boot a
+# Linux guest inside the VM, the nested guest's (HD_VM_NESTED_INITRD) and
+# the same kernel uncompressed (HD_VM_NESTED_KERNEL; the bzImage itself if
+# it cannot be extracted). ---
+cache=$builddir/tests/vm/cache
+image=$("$here/mkinitramfs.sh" "$kver" "$cache")
+nested_image=$("$here/mkinitramfs.sh" --nested "$kver" "$cache")
+nested_kernel=$("$here/extract-vmlinux.sh" "$kernel" "$cache") || nested_kernel=$(realpath "$kernel")
 
 # --- The results directory: ours to empty. ---
 [ -n "$results" ] || results=$builddir/vm-results/$name
@@ -103,9 +111,12 @@ q() { printf "'%s'" "${1//\'/\'\\\'\'}"; }
     echo "export HD_SRCDIR=$(q "$srcdir")"
     echo "export HD_BUILDDIR=$(q "$builddir")"
     echo "export HD_VM_NAME=$(q "$name")"
+    echo "export HD_VM_NESTED_KERNEL=$(q "$nested_kernel")"
+    echo "export HD_VM_NESTED_INITRD=$(q "$nested_image")"
     while IFS='=' read -r var _; do
         case $var in
             HD_SRCDIR|HD_BUILDDIR|HD_VM_RESULTS|HD_VM_RUNNER|HD_VM_KEEP|HD_VM_NAME) ;;
+            HD_VM_NESTED_KERNEL|HD_VM_NESTED_INITRD) ;;
             HD_*|ASAN_OPTIONS|UBSAN_OPTIONS|G_DEBUG)
                 echo "export $var=$(q "${!var}")" ;;
         esac
