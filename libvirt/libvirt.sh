@@ -519,6 +519,9 @@ debs_chroot() {
     "${sudo[@]}" cp "$debs"/*.deb "$root/debs/"
     t0=$(now)
     say "apt install of ${host_packages[*]} from the packages built"
+    # mmdebstrap leaves no package lists behind
+    "${sudo[@]}" chroot "$root" apt-get update -qq >>"$debs/chroot.log" 2>&1 ||
+        { tail -n 20 "$debs/chroot.log" >&2; die "apt-get update in the chroot failed"; }
     "${sudo[@]}" chroot "$root" env DEBIAN_FRONTEND=noninteractive \
         apt-get install -y -q --no-install-recommends "${files[@]}" >>"$debs/chroot.log" 2>&1 ||
         { tail -n 30 "$debs/chroot.log" >&2; die "apt-get install in the chroot failed"; }
@@ -526,7 +529,8 @@ debs_chroot() {
     "${sudo[@]}" chroot "$root" dpkg-query -W -f='  ${Package} ${Version}\n' "${host_packages[@]}"
     "${sudo[@]}" chroot "$root" virsh --version
     "${sudo[@]}" chroot "$root" /usr/sbin/libvirtd --version
-    "${sudo[@]}" chroot "$root" /usr/sbin/virtqemud --version
+    # Debian 12 ships the monolithic libvirtd only (no virtqemud)
+    "${sudo[@]}" chroot "$root" ls /usr/lib/x86_64-linux-gnu/libvirt/connection-driver/libvirt_driver_qemu.so
 }
 
 # --- main -------------------------------------------------------------------

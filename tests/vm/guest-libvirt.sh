@@ -10,14 +10,20 @@
 #   }
 #   vm_lv_run flavour          # vm_lv_stop after each, then vm_done
 #
-# Two flavours run the same code: "stock", Debian's libvirtd (packages
-# libvirt-daemon, libvirt-daemon-driver-qemu, libvirt-clients), and
+# Up to three flavours run the same code: "stock", Debian's libvirtd
+# (packages libvirt-daemon, libvirt-daemon-driver-qemu, libvirt-clients),
 # "patched", the libvirt that `make libvirt` builds into build-libvirt/
-# (run from its build tree with its "run" script).  A flavour that is not
-# there is recorded as a fact and left out.
+# (run from its build tree with its "run" script), and "debs", the Debian
+# packages that `make libvirt-debs` builds into build-libvirt-debs/,
+# installed with dpkg over stock's in the scenario's own overlays.  A
+# flavour that is not there is recorded as a fact and left out.
 # shellcheck shell=bash
 
 VM_LV_PATCHED=${HD_LIBVIRT_BUILD:-$HD_SRCDIR/build-libvirt}
+VM_LV_DEBS=${HD_LIBVIRT_DEBS:-$HD_SRCDIR/build-libvirt-debs}
+# What the debs flavour installs: the packages of stock libvirt that
+# scripts/debian-packages-vm.txt installs, and the library they share.
+VM_LV_DEB_PACKAGES=(libvirt0 libvirt-clients libvirt-daemon libvirt-daemon-driver-qemu)
 VM_LV_URI=qemu:///system
 VM_LV_STATE_DIRS=(/etc/libvirt /var/lib/libvirt /var/cache/libvirt /var/log/libvirt
                   /run/libvirt)
@@ -58,10 +64,10 @@ vm_lv_run() {
 }
 
 # vm_lv_init NAME: libvirt's directories made writable in this namespace
-# (the guest's root is the test machine's, read-only): tmpfs on
-# /etc/libvirt (its files copied), an overlay with a tmpfs upper layer on
-# /var/lib, /var/cache and /var/log (libvirt's directories there do not
-# exist without libvirt-daemon-system).  Logs go to NAME.FLAVOUR.* in the
+# (the guest's root is the test machine's, read-only): an overlay with a
+# tmpfs upper layer on /etc, /usr (for the debs flavour's dpkg), /var/lib,
+# /var/cache and /var/log (libvirt's directories there do not exist
+# without libvirt-daemon-system).  Logs go to NAME.FLAVOUR.* in the
 # results.  Status 1 with VM_LV_SKIP set when stock libvirt is missing.
 vm_lv_init() {
     local d upper
@@ -83,34 +89,25 @@ vm_lv_init() {
     upper=/run/hd-libvirt/overlay
     mkdir -p "$upper"
     mountpoint -q "$upper" || mount -t tmpfs tmpfs "$upper"
-    cp -a /etc/libvirt "$upper/etc-libvirt"
-    mount -t tmpfs -o mode=755 tmpfs /etc/libvirt
-    cp -a "$upper/etc-libvirt/." /etc/libvirt/
-    vm_lv_add_users
     modprobe overlay
-    for d in /var/lib /var/cache /var/log; do
+    for d in /etc /usr /var/lib /var/cache /var/log; do
         mkdir -p "$upper$d/upper" "$upper$d/work"
         mount -t overlay overlay \
             -o "lowerdir=$d,upperdir=$upper$d/upper,workdir=$upper$d/work" "$d"
     done
+    vm_lv_add_users
     vm_lv_write_config
 }
 
 # Debian's libvirtd looks up its built-in QEMU user and group
 # (libvirt-qemu) before it reads qemu.conf; libvirt-daemon-system would
-# create them.  Copies of /etc/passwd and /etc/group with them are mounted
-# over the originals in this namespace.
+# create them.  They are added to /etc/passwd and /etc/group in this
+# namespace's overlay of /etc.
 vm_lv_add_users() {
-    local f line
-    for f in passwd group; do
-        cp "/etc/$f" "/run/hd-libvirt/$f"
-        case $f in
-            passwd) line='libvirt-qemu:x:64055:64055:Libvirt Qemu,,,:/var/lib/libvirt:/usr/sbin/nologin' ;;
-            group) line='libvirt-qemu:x:64055:' ;;
-        esac
-        grep -q '^libvirt-qemu:' "/run/hd-libvirt/$f" || echo "$line" >>"/run/hd-libvirt/$f"
-        mount --bind "/run/hd-libvirt/$f" "/etc/$f"
-    done
+    grep -q '^libvirt-qemu:' /etc/passwd ||
+        echo 'libvirt-qemu:x:64055:64055:Libvirt Qemu,,,:/var/lib/libvirt:/usr/sbin/nologin' \
+            >>/etc/passwd
+    grep -q '^libvirt-qemu:' /etc/group || echo 'libvirt-qemu:x:64055:' >>/etc/group
 }
 
 # The configuration both flavours run with: root's unix socket without
@@ -146,6 +143,42 @@ vm_lv_flavours() {
     else
         vm_fact "$VM_LV_NAME patched" "not built (no $VM_LV_PATCHED/run: make libvirt)" >&2
     fi
+    if vm_lv_deb_files >/dev/null; then
+        echo debs
+    else
+        vm_fact "$VM_LV_NAME debs" "not built (no packages in $VM_LV_DEBS: make libvirt-debs)" >&2
+    fi
+}
+
+# vm_lv_deb_files: the packages of VM_LV_DEB_PACKAGES in VM_LV_DEBS, one
+# path a line; status 1 if one is missing.
+vm_lv_deb_files() {
+    local pkg debs
+    for pkg in "${VM_LV_DEB_PACKAGES[@]}"; do
+        debs=("$VM_LV_DEBS/${pkg}_"*_amd64.deb)
+        [ -e "${debs[0]}" ] || return 1
+        echo "${debs[0]}"
+    done
+}
+
+# vm_lv_install_debs: the debs flavour's packages installed with dpkg over
+# stock's, as a user upgrades (its configuration files kept); they last as
+# long as the scenario's overlays.  Status 1 (a failed check) if dpkg fails.
+vm_lv_install_debs() {
+    local t0 out rc=0
+    [ -z "${VM_LV_DEBS_INSTALLED:-}" ] || return 0
+    t0=$(vm_now_ms)
+    # No service starts from a maintainer script here (no systemd in the VM)
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+    chmod +x /usr/sbin/policy-rc.d
+    # shellcheck disable=SC2046 # one path a line, no spaces
+    out=$(dpkg -i --force-confdef --force-confold $(vm_lv_deb_files) 2>&1) || rc=$?
+    echo "$out" >"${HD_VM_RESULTS:-/tmp}/$VM_LV_NAME.dpkg.log"
+    vm_expect "$VM_LV_NAME debs: dpkg -i of the packages built" 0 "$rc"
+    [ "$rc" -eq 0 ] || { tail -n 20 <<<"$out" >&2; return 1; }
+    vm_lv_fact "dpkg -i (ms)" "$(($(vm_now_ms) - t0))"
+    vm_lv_fact "installed" "$(dpkg-query -W -f='${Package} ${Version}, ' "${VM_LV_DEB_PACKAGES[@]}")"
+    VM_LV_DEBS_INSTALLED=1
 }
 
 # vm_lv_daemon_cmd FLAVOUR: the command line of the flavour's libvirtd.
@@ -153,6 +186,7 @@ vm_lv_daemon_cmd() {
     case $1 in
         stock) echo /usr/sbin/libvirtd ;;
         patched) echo "$VM_LV_PATCHED/run $VM_LV_PATCHED/src/libvirtd" ;;
+        debs) echo /usr/sbin/libvirtd ;;
     esac
 }
 
@@ -196,6 +230,7 @@ vm_lv_start() {
     local flavour=$1 mode=${2:-fresh} t0 i
     VM_LV_FLAVOUR=$flavour
     VM_LV_DAEMON_LOG=${HD_VM_RESULTS:-/tmp}/$VM_LV_NAME.$flavour.libvirtd.out
+    [ "$flavour" != debs ] || vm_lv_install_debs || return 1
     [ "$mode" = keep ] || vm_lv_clean_state "$flavour"
     echo "[$(vm_now_ms) ms] --- libvirtd ($flavour) starts ($mode)" >>"$VM_LV_DAEMON_LOG"
     t0=$(vm_now_ms)
@@ -372,7 +407,8 @@ vm_lv_driverless() {
 
 # --- Steps, facts and checks ---
 #
-# The patched flavour's results are the test; stock's are recorded as facts
+# The patched flavours' results (patched, debs) are the test; stock's are
+# recorded as facts
 # (facts.txt: "NAME FLAVOUR WHAT  VALUE").  A setup that does not work
 # (a daemon that does not start, a domain that should start and does not)
 # fails either flavour.
@@ -384,11 +420,11 @@ vm_lv_fact() {
     vm_fact "$VM_LV_NAME $VM_LV_FLAVOUR $what" "$*"
 }
 
-# vm_lv_check WHAT EXPECTED ACTUAL: patched: a check (vm_expect); stock: a
-# fact, marked with what patched must do when it differs.
+# vm_lv_check WHAT EXPECTED ACTUAL: patched and debs: a check (vm_expect);
+# stock: a fact, marked with what patched must do when it differs.
 vm_lv_check() {
-    if [ "$VM_LV_FLAVOUR" = patched ]; then
-        vm_expect "$VM_LV_NAME patched: $1" "$2" "$3"
+    if [ "$VM_LV_FLAVOUR" != stock ]; then
+        vm_expect "$VM_LV_NAME $VM_LV_FLAVOUR: $1" "$2" "$3"
         vm_lv_fact "$1" "$3"
     elif [ "$2" = "$3" ]; then
         vm_lv_fact "$1" "$3"
@@ -472,12 +508,15 @@ vm_lv_log_time() {
 
 # vm_lv_reattach_ms DOMAIN: libvirtd's own time from the kill of DOMAIN's
 # QEMU (qemuProcessKill) to the last device it gave back to a host driver
-# since the mark (both flavours log "Removing PCI device ADDR from inactive
-# list" once the host driver was probed); nothing if either is missing.
+# since the mark (every flavour logs "Removing PCI device ADDR from inactive
+# list" once the host driver was probed: stock from virPCIDeviceReattach,
+# patched from virHostdevReAttachFreePCIGroups, after its threads probed
+# every group); nothing if either is missing.
 vm_lv_reattach_ms() {
     local t0 t1
     t0=$(vm_lv_log_time "qemuProcessKill:.* name=$1 ")
-    t1=$(vm_lv_log_time --last "virPCIDeviceReattach[A-Za-z]*:.*Removing PCI device .* from inactive list")
+    t1=$(vm_lv_log_time --last \
+        "(virPCIDeviceReattach|virHostdevReAttach)[A-Za-z]*:.*Removing PCI device .* from inactive list")
     [ -z "$t0" ] || [ -z "$t1" ] || echo "$((t1 - t0))"
 }
 

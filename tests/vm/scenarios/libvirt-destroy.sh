@@ -52,7 +52,7 @@ flavour() {
     t0=$(vm_now_ms)
     vm_lv_must "destroy d" vm_virsh destroy d || return 0
     t1=$(vm_now_ms)
-    waited=$(vm_lv_wait_drivers "$t0" "$([ "$1" = patched ] && echo 60 || echo 5)" \
+    waited=$(vm_lv_wait_drivers "$t0" "$([ "$1" != stock ] && echo 60 || echo 5)" \
         "${native[@]}") || rc=$?
     vm_lv_fact "destroy call (ms)" "$((t1 - t0))"
     vm_lv_fact "destroy to all six back (ms)" \
