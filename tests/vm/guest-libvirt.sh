@@ -506,6 +506,28 @@ vm_lv_log_time() {
     date -d "$(cut -d' ' -f1-2 <<<"$line" | sed 's/:$//')" +%s%3N
 }
 
+# vm_lv_destroy DOMAIN WHAT ADDR=DRIVER...: virsh destroy DOMAIN, then wait
+# until every ADDR is on its DRIVER (WHAT names that in the facts): up to
+# 60 s for the patched flavours, which may give a group back once QEMU's
+# release is seen, 5 s for stock, which does all it does within the call.
+# The call's time, the time until WHAT and libvirtd's own reattach time
+# are facts.  Status 1 if the destroy fails.
+vm_lv_destroy() {
+    local dom=$1 what=$2 t0 t1 waited rc=0
+    shift 2
+    vm_lv_log_mark
+    vm_mark "libvirt-destroy-$VM_LV_FLAVOUR"
+    t0=$(vm_now_ms)
+    vm_lv_must "destroy $dom" vm_virsh destroy "$dom" || return 1
+    t1=$(vm_now_ms)
+    waited=$(vm_lv_wait_drivers "$t0" "$([ "$VM_LV_FLAVOUR" != stock ] && echo 60 || echo 5)" \
+        "$@") || rc=$?
+    vm_lv_fact "destroy $dom (ms)" "$((t1 - t0))"
+    vm_lv_fact "destroy to $what (ms)" \
+        "$([ "$rc" -eq 0 ] && echo "$waited" || echo "not after $waited")"
+    vm_lv_fact "libvirtd: QEMU killed to the last device reattached (ms)" "$(vm_lv_reattach_ms "$dom")"
+}
+
 # vm_lv_reattach_ms DOMAIN: libvirtd's own time from the kill of DOMAIN's
 # QEMU (qemuProcessKill) to the last device it gave back to a host driver
 # since the mark (every flavour logs "Removing PCI device ADDR from inactive

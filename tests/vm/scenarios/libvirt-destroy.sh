@@ -33,7 +33,7 @@ vfio_nodes() {
 }
 
 flavour() {
-    local t0 t1 waited rc=0
+    local t0
     vm_lv_start "$1" || return 0
     # The console file is the flavour's (vm_lv_console).
     vm_lv_xml "$VM_LV_DIR/d.xml" d "${VM_DEVICES[@]}"
@@ -47,17 +47,7 @@ flavour() {
     vm_lv_fact "groups held" "$(vfio_nodes)"
 
     echo "--- $1: 4. destroy d"
-    vm_lv_log_mark
-    vm_mark "libvirt-destroy-$1"
-    t0=$(vm_now_ms)
-    vm_lv_must "destroy d" vm_virsh destroy d || return 0
-    t1=$(vm_now_ms)
-    waited=$(vm_lv_wait_drivers "$t0" "$([ "$1" != stock ] && echo 60 || echo 5)" \
-        "${native[@]}") || rc=$?
-    vm_lv_fact "destroy call (ms)" "$((t1 - t0))"
-    vm_lv_fact "destroy to all six back (ms)" \
-        "$([ "$rc" -eq 0 ] && echo "$waited" || echo "not after $waited")"
-    vm_lv_fact "libvirtd: QEMU killed to the last device reattached (ms)" "$(vm_lv_reattach_ms d)"
+    vm_lv_destroy d "all six back" "${native[@]}" || return 0
     vm_lv_step "after destroy" "${VM_DEVICES[@]}"
     vm_lv_check "every device on its host driver" "${native[*]}" "$(vm_drivers "${VM_DEVICES[@]}")"
     vm_lv_check "no /dev/vfio/N of theirs left" "" "$(vfio_nodes)"

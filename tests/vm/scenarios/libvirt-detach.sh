@@ -62,7 +62,7 @@ acpi_hotplug() {
 }
 
 flavour() {
-    local t0 t1 out rc waited
+    local t0 t1 out rc
     vm_lv_start "$1" || return 0
     # The console file is the flavour's (vm_lv_console).
     vm_lv_xml "$VM_LV_DIR/a.xml" a "$mf0" "$mf1"
@@ -131,20 +131,7 @@ flavour() {
     vm_lv_check "$mf1 still waits on vfio-pci" vfio-pci "$(vm_driver "$mf1")"
 
     echo "--- $1: destroy a: the group goes back"
-    vm_lv_log_mark
-    vm_mark "libvirt-destroy-$1"
-    t0=$(vm_now_ms)
-    vm_lv_must "destroy a" vm_virsh destroy a || return 0
-    t1=$(vm_now_ms)
-    # Patched may give the group back once QEMU's release is seen; stock
-    # does all it does within the call.
-    rc=0
-    waited=$(vm_lv_wait_drivers "$t0" "$([ "$1" != stock ] && echo 60 || echo 5)" \
-        "$mf0=e1000e" "$mf1=e1000e") || rc=$?
-    vm_lv_fact "destroy a (ms)" "$((t1 - t0))"
-    vm_lv_fact "destroy to both on e1000e (ms)" \
-        "$([ "$rc" -eq 0 ] && echo "$waited" || echo "not after $waited")"
-    vm_lv_fact "libvirtd: QEMU killed to the last device reattached (ms)" "$(vm_lv_reattach_ms a)"
+    vm_lv_destroy a "both on e1000e" "$mf0=e1000e" "$mf1=e1000e" || return 0
     vm_lv_step "after destroy" "$mf0" "$mf1"
     vm_lv_check "both back on e1000e" "$mf0=e1000e $mf1=e1000e" "$(vm_drivers "$mf0" "$mf1")"
     vm_lv_check "/dev/vfio/$g gone" no "$([ -e "/dev/vfio/$g" ] && echo yes || echo no)"
