@@ -227,12 +227,17 @@ simGroupHasDevNode(const simGroup *group)
 }
 
 
-gboolean
-simGroupOwned(const simGroup *group)
+/* Whether a user owns the group's DMA, which refuses host drivers: a group
+ * fd in use, an open cdev, or a release still running.  hostdev's read-only
+ * probe claims nothing, as an open without VFIO ioctls claims nothing in the
+ * kernel: its close reaches us with FUSE's asynchronous release, possibly
+ * after the host driver the prober binds next. */
+static gboolean
+simGroupClaimed(const simGroup *group)
 {
     guint i;
 
-    if (group->open || group->releasing > 0)
+    if ((group->open && !group->probe) || group->releasing > 0)
         return TRUE;
     for (i = 0; i < group->members->len; i++) {
         const simDevice *dev = g_ptr_array_index(group->members, i);
@@ -241,6 +246,15 @@ simGroupOwned(const simGroup *group)
             return TRUE;
     }
     return FALSE;
+}
+
+
+/* Whether the group's node or a cdev is open or a release runs: a new open
+ * fails with EBUSY. */
+gboolean
+simGroupOwned(const simGroup *group)
+{
+    return group->open || simGroupClaimed(group);
 }
 
 
@@ -586,7 +600,7 @@ simModelProbeDriver(simModel *model, simDevice *dev, const char *driver, pid_t p
     gboolean host = !simDriverManagesDma(driver);
     int ret;
 
-    if (host && simGroupOwned(dev->group)) {
+    if (host && simGroupClaimed(dev->group)) {
         simModelLog(model, "probe-failed", dev, driver, -1, pid, "EBUSY");
         model->violations++;
         simModelLog(model, "violation", dev, driver, -1, pid,
