@@ -111,6 +111,26 @@ stressDeviceFree(StressDevice *dev)
 }
 
 
+/* On every failure, not only verbose ones: a failure that depends on
+ * timing may not replay, and what the simulated host saw (a violation's
+ * device, driver and pid, the opens and closes around it) may be all there
+ * is to go by. */
+static void
+stressPrintEvents(Stress *s)
+{
+    g_autoptr(JsonArray) events = hdSimHostEvents(s->sim, NULL);
+    guint n = events ? json_array_get_length(events) : 0;
+    guint i;
+
+    g_printerr("stress: the simulated host's last events:\n");
+    for (i = n > 60 ? n - 60 : 0; i < n; i++) {
+        g_autofree char *line = json_to_string(json_array_get_element(events, i), FALSE);
+
+        g_printerr("  %s\n", line);
+    }
+}
+
+
 static void G_GNUC_PRINTF(2, 3) G_GNUC_NORETURN
 stressFail(Stress *s, const char *fmt, ...)
 {
@@ -129,17 +149,7 @@ stressFail(Stress *s, const char *fmt, ...)
         if (h)
             g_printerr("  %s\n", h);
     }
-    if (g_getenv("HD_STRESS_VERBOSE")) {
-        g_autoptr(JsonArray) events = hdSimHostEvents(s->sim, NULL);
-        guint n = events ? json_array_get_length(events) : 0;
-
-        g_printerr("stress: the simulated host's last events:\n");
-        for (i = n > 60 ? n - 60 : 0; i < n; i++) {
-            g_autofree char *line = json_to_string(json_array_get_element(events, i), FALSE);
-
-            g_printerr("  %s\n", line);
-        }
-    }
+    stressPrintEvents(s);
     g_printerr("stress: reproduce with HD_STRESS_SEED=%" G_GUINT64_FORMAT
                " HD_STRESS_WORKERS=1 HD_STRESS_STEPS=%" G_GUINT64_FORMAT "\n", s->seed,
                s->step + 1);
