@@ -64,18 +64,27 @@ elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 # Debian 12 images often come with binary sources only (Types: deb in
 # debian.sources).  Add the matching deb-src entries in a file of our own,
 # leaving the system's file untouched.
+libvirt_source_known() {
+    # Not `apt-cache | grep -q`: under pipefail, grep's early exit kills
+    # apt-cache with SIGPIPE and the pipeline fails at random.
+    local record
+    record=$(apt-cache showsrc libvirt 2>/dev/null) || return 1
+    grep -qx 'Package: libvirt' <<<"$record"
+}
+
 ensure_deb_src() {
-    if apt-cache showsrc libvirt 2>/dev/null | grep -q '^Package: libvirt$'; then
-        return 0
-    fi
+    libvirt_source_known && return 0
     local sources=/etc/apt/sources.list.d/debian.sources
     local ours=/etc/apt/sources.list.d/debian-src.sources
     [ -f "$sources" ] || die "no deb-src entry for libvirt and no $sources to derive one from"
     say "adding deb-src entries ($ours, from $sources)"
     sed -n 's/^Types: deb$/Types: deb-src/; p' "$sources" | "${sudo[@]}" tee "$ours" >/dev/null
-    apt_get update -qq
-    apt-cache showsrc libvirt 2>/dev/null | grep -q '^Package: libvirt$' ||
+    local log
+    log=$(apt_get update 2>&1) || { echo "$log" >&2; die "apt-get update failed"; }
+    libvirt_source_known || {
+        echo "$log" >&2
         die "apt still has no source for libvirt after adding $ours"
+    }
 }
 
 # The tools of this script and of syntax-check are in
@@ -133,7 +142,7 @@ series_hash() {
 # any machine, and `export` writes identical files.
 identity() {
     local name="" email="" first
-    first=$(series_files | head -n1)
+    first=$(series_files | sed -n 1p)
     if [ -n "$first" ]; then
         name=$(git mailinfo /dev/null /dev/null <"$first" | sed -n 's/^Author: //p')
         email=$(git mailinfo /dev/null /dev/null <"$first" | sed -n 's/^Email: //p')
@@ -499,7 +508,7 @@ debs_chroot() {
     local t0 pkg deb
     local files=()
     for pkg in "${host_packages[@]}"; do
-        deb=$(ls "$debs/${pkg}_$debian_version${suffix}_"*.deb 2>/dev/null | head -n1 || true)
+        deb=$(ls "$debs/${pkg}_$debian_version${suffix}_"*.deb 2>/dev/null | sed -n 1p || true)
         [ -n "$deb" ] || die "no $pkg package in $debs: run libvirt/libvirt.sh debs first"
         files+=("/debs/$(basename "$deb")")
     done

@@ -44,6 +44,6 @@ $listed"
 
 [ "$(complete_words hostdevctl nodedev-re)" = "$(printf 'nodedev-reattach\nnodedev-reset')" ] ||
     fail "prefix completion of nodedev-re"
-complete_words hostdevctl --js | grep -qx -- --json || fail "--json not offered"
+complete_words hostdevctl --js | grep -x -- --json >/dev/null || fail "--json not offered"
 [ "$(complete_words hostdevctl --socket "")" = FILES ] || fail "--socket does not complete files"
 echo "ok: $(echo "$listed" | wc -l) verbs, prefixes, options"

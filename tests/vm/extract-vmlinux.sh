@@ -50,7 +50,7 @@ try '\xfd7zXZ\x00' xz -dc --single-stream ||
     die "no xz, zstd or gzip compressed ELF in $vmlinuz"
 
 # XEN_ELFNOTE_PHYS32_ENTRY (18) in a "Xen" note: the PVH entry point.
-if command -v readelf >/dev/null && ! readelf -n "$tmp" | grep -q 'Unknown note type: (0x00000012)'; then
+if command -v readelf >/dev/null && ! readelf -n "$tmp" | grep 'Unknown note type: (0x00000012)' >/dev/null; then
     die "$vmlinuz has no PVH entry point (CONFIG_PVH)"
 fi
 mv "$tmp" "$out"

@@ -482,7 +482,7 @@ vm_lv_wait_drivers() {
 # vm_lv_in_domain DOMAIN ADDR: "yes" if DOMAIN's live XML still has ADDR's
 # hostdev, else "no".
 vm_lv_in_domain() {
-    if vm_virsh dumpxml "$1" 2>/dev/null | grep -q "alias name='$(vm_lv_alias "$2")'"; then
+    if vm_virsh dumpxml "$1" 2>/dev/null | grep "alias name='$(vm_lv_alias "$2")'" >/dev/null; then
         echo yes
     else
         echo no

@@ -41,7 +41,7 @@ pending() {
 }
 # qemu_has: whether QEMU still lists the device (device_del's namespace).
 qemu_has() {
-    vm_qmp q qom-list '{"path": "/machine/peripheral"}' | grep -q "\"$alias\"" && echo yes || echo no
+    vm_qmp q qom-list '{"path": "/machine/peripheral"}' | grep "\"$alias\"" >/dev/null && echo yes || echo no
 }
 # detach TIMEOUT_S: detach-device of the NIC; prints "STATUS OUTPUT".
 detach() {

@@ -121,7 +121,7 @@ if [ "$blocked" = no ]; then
     vm_expect "give-back while the device fd is held" "inactive - vfio-pci" \
         "$(vm_mgr_tracked "$out" "$dev") $(vm_driver "$dev")"
 else
-    tool=$(pgrep -f "$VM_MGR_TOOL / $VM_MGR_STATE release" | head -n1 || true)
+    tool=$(pgrep -f "$VM_MGR_TOOL / $VM_MGR_STATE release" | sed -n 1p || true)
     vm_fact "the blocked mgr-tool" \
         "state=$(awk '{print $3}' "/proc/$tool/stat" 2>/dev/null || echo '?') wchan=$(cat "/proc/$tool/wchan" 2>/dev/null || echo '?')"
 fi

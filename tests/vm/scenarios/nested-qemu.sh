@@ -13,10 +13,10 @@ vm_discover
 command -v qemu-system-x86_64 >/dev/null || { echo "no qemu-system-x86_64"; exit 77; }
 dev=$VM_NIC2
 g=$(vm_group "$dev")
-has_group_fd() { vm_fds "$1" | grep -qx "/dev/vfio/$g" && echo yes || echo no; }
+has_group_fd() { vm_fds "$1" | grep -x "/dev/vfio/$g" >/dev/null && echo yes || echo no; }
 device_fds() { vm_fds "$1" | grep -c 'vfio-device' || true; }
 
-vm_fact "nested qemu" "$(qemu-system-x86_64 --version | head -n1)"
+vm_fact "nested qemu" "$(qemu-system-x86_64 --version | sed -n 1p)"
 vm_expect "nic2 to vfio-pci" ok "$(vm_bind_vfio "$dev" && echo ok)"
 
 t0=$(vm_now_ms)
@@ -36,7 +36,7 @@ out=$(vm_qmp q device_del '{"id": "hd0"}' --wait-event DEVICE_DELETED --timeout 
 at_event_group=$(has_group_fd "$q_pid")
 at_event_dev=$(device_fds "$q_pid")
 vm_fact "device_del -> DEVICE_DELETED" "$(echo "$out" | tail -n1)"
-vm_expect "DEVICE_DELETED received" yes "$(echo "$out" | grep -q '^event DEVICE_DELETED' && echo yes || echo no)"
+vm_expect "DEVICE_DELETED received" yes "$(echo "$out" | grep '^event DEVICE_DELETED' >/dev/null && echo yes || echo no)"
 vm_fact "at DEVICE_DELETED: group fd / device fds" "$at_event_group / $at_event_dev"
 for ((i = 0; i < 100; i++)); do
     [ "$(has_group_fd "$q_pid")" = no ] && break

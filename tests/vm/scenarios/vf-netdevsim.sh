@@ -34,7 +34,7 @@ echo "$id 1" >/sys/bus/netdevsim/new_device
 trap 'echo "$id" >/sys/bus/netdevsim/del_device 2>/dev/null || true' EXIT
 dev=/sys/bus/netdevsim/devices/netdevsim$id
 for _ in $(seq 50); do [ -d "$dev/net" ] && [ -n "$(ls "$dev/net")" ] && break; sleep 0.1; done
-pf=$(find "$dev/net" -mindepth 1 -maxdepth 1 -printf '%f\n' | head -n1)
+pf=$(find "$dev/net" -mindepth 1 -maxdepth 1 -printf '%f\n' | sed -n 1p)
 echo 2 >"$dev/sriov_numvfs"
 vm_expect "sriov_numvfs" 2 "$(<"$dev/sriov_numvfs")"
 ip link set "$pf" up
