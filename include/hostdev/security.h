@@ -96,6 +96,9 @@ typedef enum {
     HD_SECURITY_PROBLEM_STATE,
 } hdSecurityProblem;
 
+/* "setup", "cleanup", "state": the `kind` of a SECURITY_PROBLEM event. */
+const char *hdSecurityProblemToString(hdSecurityProblem problem);
+
 /* Called for each failure, with the domain when it is one's (else NULL);
  * the default is hdSecurityProblemLog(). */
 typedef void (*hdSecurityReportFunc)(hdSecurityManager *sec, hdSecurityProblem problem,

@@ -110,17 +110,12 @@ static void
 hddSecurityReport(hdSecurityManager *sec, hdSecurityProblem problem, const char *domain,
                   const GError *error, gpointer opaque)
 {
-    static const char *const kinds[] = {
-        [HD_SECURITY_PROBLEM_SETUP] = "setup",
-        [HD_SECURITY_PROBLEM_CLEANUP] = "cleanup",
-        [HD_SECURITY_PROBLEM_STATE] = "state",
-    };
     g_autoptr(JsonBuilder) b = json_builder_new();
 
     hdSecurityProblemLog(problem, domain, error);
     json_builder_begin_object(b);
     json_builder_set_member_name(b, "kind");
-    json_builder_add_string_value(b, kinds[problem]);
+    json_builder_add_string_value(b, hdSecurityProblemToString(problem));
     if (domain) {
         json_builder_set_member_name(b, "domain");
         json_builder_add_string_value(b, domain);

@@ -1163,6 +1163,21 @@ hdSecurityManagerListApplied(hdSecurityManager *sec)
 }
 
 
+const char *
+hdSecurityProblemToString(hdSecurityProblem problem)
+{
+    switch (problem) {
+    case HD_SECURITY_PROBLEM_SETUP:
+        return "setup";
+    case HD_SECURITY_PROBLEM_CLEANUP:
+        return "cleanup";
+    case HD_SECURITY_PROBLEM_STATE:
+        return "state";
+    }
+    return "unknown";
+}
+
+
 void
 hdSecurityProblemLog(hdSecurityProblem problem, const char *domain, const GError *error)
 {

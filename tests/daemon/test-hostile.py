@@ -178,8 +178,9 @@ def domain_names(env):
     return [d["name"] for d in env.client().execute("query-domains")]
 
 
-def wait_event(client, name, address, timeout=20):
-    """The next event @name about @address that @client receives."""
+def wait_event(client, name, address=None, timeout=20):
+    """The next event @name about @address (None: one with no address) that
+    @client receives."""
     client.sock.settimeout(timeout)
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -1026,9 +1027,15 @@ def hostile_failed_prepare(env):
             f"fault {VF1} vf fail")
     failing = env.write("vf.xml", domain_xml("guest", interface_xml(VF1, "52:54:00:aa:bb:03",
                                                                     42)))
+    events = env.client()
     env.ctl("prepare", "guest", failing, expect=None)
     check(env.driver(VF1) == orig[VF1] and sim_vf(env, VF1) == ("02:aa:00:00:00:01", 5),
           "a VF its PF refuses: the prepare fails, the VF is home, unchanged")
+    problems = [wait_event(events, "SECURITY_PROBLEM")["data"] for _ in range(2)]
+    check([(p["kind"], p.get("domain")) for p in problems] ==
+          [("setup", "guest"), ("cleanup", "guest")] and all(p["message"] for p in problems),
+          "SECURITY_PROBLEM events: the setup, then the restore, each with its domain")
+    events.close()
     check(json.loads(env.ctl("--json", "status").stdout)["security-pending"] ==
           [f"vf {VF1}"], "... and restoring its settings is pending")
     log = open(env.log).read()
