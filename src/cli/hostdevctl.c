@@ -46,12 +46,12 @@ typedef enum {
 static char *hdcSocket;          /* --socket after the verb */
 static char *hdcSocketGlobal;    /* --socket before it */
 static gboolean hdcJson;
-static const char *hdcRequestFile; /* the XML file the request carries */
 
 typedef struct {
     int fd;
     GString *buf;
     guint next_id;
+    const char *file;   /* the XML file the requests carry, named if too large */
 } hdcConn;
 
 typedef void (*hdcEventFunc)(JsonObject *event, gpointer opaque);
@@ -274,11 +274,11 @@ hdcCommand(hdcConn *conn, const char *command, JsonNode *args, hdcEventFunc func
     req = json_builder_get_root(b);
     text = json_to_string(req, FALSE);
     if (strlen(text) > HDC_MAX_REQUEST) {
-        if (hdcRequestFile)
+        if (conn->file)
             hdcPrintError(_("%1$s: too large for hostdevd: escaped as JSON, the %2$s request "
                             "carrying it takes %3$" G_GSIZE_FORMAT " bytes, more than the "
                             "%4$u it accepts"),
-                          hdcRequestFile, command, strlen(text), (unsigned int)HDC_MAX_REQUEST);
+                          conn->file, command, strlen(text), (unsigned int)HDC_MAX_REQUEST);
         else
             hdcPrintError(_("the %1$s request takes %2$" G_GSIZE_FORMAT " bytes, more than the "
                             "%3$u hostdevd accepts"),
@@ -390,18 +390,20 @@ hdcConnect(hdcConn *conn)
 
 
 /* Run one command on a fresh connection and print its result as JSON when
- * asked to. */
+ * asked to.  @file: the XML file @args carry, or NULL. */
 static hdcExit
-hdcRun(const char *command, JsonNode *args, hdcEventFunc func, gpointer opaque,
-       JsonNode **ret)
+hdcRunFull(const char *command, JsonNode *args, const char *file, hdcEventFunc func,
+           gpointer opaque, JsonNode **ret)
 {
     hdcConn conn = { .fd = -1 };
     g_autoptr(JsonNode) owned_args = args;
     g_autoptr(JsonNode) result = NULL;
     hdcExit rc;
 
-    if ((rc = hdcConnect(&conn)) == HDC_EXIT_OK)
+    if ((rc = hdcConnect(&conn)) == HDC_EXIT_OK) {
+        conn.file = file;
         rc = hdcCommand(&conn, command, g_steal_pointer(&owned_args), func, opaque, &result);
+    }
     hdcDisconnect(&conn);
     if (rc == HDC_EXIT_OK && hdcJson) {
         g_autoptr(JsonObject) empty = json_object_new();
@@ -413,6 +415,14 @@ hdcRun(const char *command, JsonNode *args, hdcEventFunc func, gpointer opaque,
     if (ret)
         *ret = g_steal_pointer(&result);
     return rc;
+}
+
+
+static hdcExit
+hdcRun(const char *command, JsonNode *args, hdcEventFunc func, gpointer opaque,
+       JsonNode **ret)
+{
+    return hdcRunFull(command, args, NULL, func, opaque, ret);
 }
 
 
@@ -712,9 +722,7 @@ hdcXmlCommand(const char *command, char **args, JsonNode **ret)
     if (hdcOptUnplugTimeout >= 0)
         json_object_set_int_member(json_node_get_object(req), "unplug-timeout",
                                    (gint64)(MIN(hdcOptUnplugTimeout, 1e9) * 1000 + 0.5));
-    hdcRequestFile = args[1];
-    rc = hdcRun(command, g_steal_pointer(&req), NULL, NULL, &result);
-    hdcRequestFile = NULL;
+    rc = hdcRunFull(command, g_steal_pointer(&req), args[1], NULL, NULL, &result);
     if (rc != HDC_EXIT_OK)
         return rc;
     if (!hdcJson)
