@@ -7,6 +7,10 @@
 
 #include "hostdev/qemu.h"
 
+/* The bytes @qmp's input buffer holds allocated (the tests check that a
+ * connection keeps no large buffer once a large message went through). */
+gsize hdQmpGetInputAllocated(hdQmp *qmp);
+
 /* @qmp takes @caps. */
 void hdQmpSetCaps(hdQmp *qmp, hdQemuCaps *caps);
 

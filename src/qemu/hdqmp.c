@@ -25,8 +25,14 @@
 #include "hdqemu-priv.h"
 #include "hostdev/qemu.h"
 
-/* How much one read takes from the socket. */
-#define HD_QMP_READ_CHUNK (64 * 1024)
+/* How much one read takes from the socket (into a buffer on the stack:
+ * the input keeps only what it was sent). */
+#define HD_QMP_READ_CHUNK (16 * 1024)
+
+/* A connection's input buffer larger than this is given back once what it
+ * holds fits in a quarter of it: a monitor that was once sent a large
+ * message does not keep its buffer for as long as it stays connected. */
+#define HD_QMP_INPUT_KEEP (64 * 1024)
 
 /* At most this many fds go with one command (add-fd takes one). */
 #define HD_QMP_MAX_FDS 16
@@ -71,6 +77,7 @@ struct _hdQmp {
     GSource *reader;
     GSource *writer;
     GString *input;              /* bytes read, not a whole line yet */
+    gsize scanned;               /* the first bytes of input, known to hold no newline */
     GQueue output;               /* hdQmpOutput * */
     GQueue pending;              /* hdQmpPending *, in the order sent */
     guint64 next_id;
@@ -553,14 +560,17 @@ static void
 hdQmpHandleInput(hdQmp *qmp)
 {
     gsize start = 0;
+    /* Not scanned again for each read of a long message. */
+    gsize from = qmp->scanned;
     char *nl;
 
     while (qmp->state != HD_QMP_STATE_CLOSED &&
-           (nl = memchr(qmp->input->str + start, '\n', qmp->input->len - start))) {
+           (nl = memchr(qmp->input->str + from, '\n', qmp->input->len - from))) {
         char *line = qmp->input->str + start;
         gsize len = nl - line;
 
         start += len + 1;
+        from = start;
         if (len > qmp->max_message) {
             GError *error = NULL;
 
@@ -579,6 +589,14 @@ hdQmpHandleInput(hdQmp *qmp)
     if (qmp->state == HD_QMP_STATE_CLOSED)
         return;
     g_string_erase(qmp->input, 0, start);
+    qmp->scanned = qmp->input->len;
+    if (qmp->input->allocated_len > HD_QMP_INPUT_KEEP &&
+        qmp->input->len < qmp->input->allocated_len / 4) {
+        GString *rest = g_string_new_len(qmp->input->str, qmp->input->len);
+
+        g_string_free(qmp->input, TRUE);
+        qmp->input = rest;
+    }
     if (qmp->input->len > qmp->max_message) {
         GError *error = NULL;
 
@@ -594,13 +612,13 @@ static gboolean
 hdQmpOnReadable(gint fd, GIOCondition cond, gpointer opaque)
 {
     hdQmp *qmp = hdQmpRef(opaque);
-    gsize old = qmp->input->len;
+    char buf[HD_QMP_READ_CHUNK];
     GError *error = NULL;
     ssize_t got;
 
-    g_string_set_size(qmp->input, old + HD_QMP_READ_CHUNK);
-    got = read(qmp->fd, qmp->input->str + old, HD_QMP_READ_CHUNK);
-    g_string_set_size(qmp->input, got > 0 ? old + got : old);
+    got = read(qmp->fd, buf, sizeof(buf));
+    if (got > 0)
+        g_string_append_len(qmp->input, buf, got);
     if (got < 0 && (errno == EAGAIN || errno == EINTR)) {
         hdQmpUnref(qmp);
         return G_SOURCE_CONTINUE;
@@ -622,6 +640,13 @@ hdQmpOnReadable(gint fd, GIOCondition cond, gpointer opaque)
     }
     hdQmpUnref(qmp);
     return G_SOURCE_CONTINUE;
+}
+
+
+gsize
+hdQmpGetInputAllocated(hdQmp *qmp)
+{
+    return qmp->input->allocated_len;
 }
 
 

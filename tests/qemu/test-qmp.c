@@ -16,6 +16,7 @@
 
 #include "hostdev/error.h"
 #include "hostdev/qemu.h"
+#include "hdqemu-priv.h"
 #include "qmptest.h"
 
 typedef struct {
@@ -382,6 +383,32 @@ testHuge(void)
 }
 
 
+/* What a connection keeps allocated for its input: about what it was
+ * sent, and not the buffer of a large message once that went through
+ * (hostdevd keeps a monitor connected to each domain's QEMU). */
+static void
+testInputBuffer(void)
+{
+    Fixture f = { 0 };
+    g_autoptr(GError) error = NULL;
+    g_autoptr(JsonNode) small = NULL;
+    g_autoptr(JsonNode) big = NULL;
+    g_autoptr(JsonNode) after = NULL;
+
+    fixtureStartNegotiated(&f, peerScript, NULL);
+    small = hdQmpCommand(f.qmp, "query-status", NULL, NULL, 0, 5000, &error);
+    g_assert_no_error(error);
+    g_assert_cmpuint(hdQmpGetInputAllocated(f.qmp), <=, 4096);
+
+    big = hdQmpCommand(f.qmp, "big", NULL, NULL, 0, 5000, &error);
+    g_assert_no_error(error);
+    after = hdQmpCommand(f.qmp, "query-status", NULL, NULL, 0, 5000, &error);
+    g_assert_no_error(error);
+    g_assert_cmpuint(hdQmpGetInputAllocated(f.qmp), <=, 64 * 1024);
+    fixtureStop(&f);
+}
+
+
 static void
 testSmallCap(void)
 {
@@ -633,6 +660,7 @@ main(int argc, char **argv)
     g_test_add_func("/qmp/truncated", testTruncated);
     g_test_add_func("/qmp/disconnect-mid-command", testDisconnect);
     g_test_add_func("/qmp/huge-message", testHuge);
+    g_test_add_func("/qmp/input-buffer", testInputBuffer);
     g_test_add_func("/qmp/small-cap", testSmallCap);
     g_test_add_func("/qmp/no-greeting", testNoGreeting);
     g_test_add_func("/qmp/unref-pending", testUnrefPending);
