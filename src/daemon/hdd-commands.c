@@ -1771,7 +1771,9 @@ hddSweep(gpointer opaque)
  * monitor threads that come and go, hostdevd held on to memory it no
  * longer used, its RSS creeping up by about 100 KiB every 1,000 requests
  * of the soak (bench/bench-soak.py) while what was in use grew by 20.
- * Once the daemon is idle after some requests, that memory goes back. */
+ * Once the daemon is idle after some requests, that memory goes back:
+ * all of it since the threads share the main arena (hddMallocSetup),
+ * whose free top malloc_trim() gives back too, unlike a thread arena's. */
 static void
 hddTrim(hddDaemon *dmn)
 {
