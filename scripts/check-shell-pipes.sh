@@ -8,14 +8,18 @@
 set -eu
 cd "$1"
 status=0
-files=$(find . -path './build*' -prune -o -path './.git' -prune -o \
-    -type f \( -name '*.sh' -o -name run \) ! -name check-shell-pipes.sh -print | sort)
+# The tree's own scripts: what git tracks, else (a tarball) what is there.
+if ! files=$(git ls-files -- '*.sh' '*/run' 2>/dev/null) || [ -z "$files" ]; then
+    files=$(find . -path './build*' -prune -o -path './.git' -prune -o \
+        -type f \( -name '*.sh' -o -name run \) -print | sed 's|^\./||' | sort)
+fi
+files=$(printf '%s\n' "$files" | grep -vx 'scripts/check-shell-pipes.sh')
 for f in $files; do
     # grep with a q among its short options, or head, right after a pipe.
     hits=$(grep -nE '\|[[:space:]]*(grep[[:space:]]+(-[a-zA-Z]*q[a-zA-Z]*|--quiet)|head)([[:space:]]|$)' "$f" |
         grep -vE '^[0-9]+:[[:space:]]*#' || true)
     [ -z "$hits" ] && continue
-    printf '%s\n' "$hits" | sed "s|^|${f#./}:|"
+    printf '%s\n' "$hits" | sed "s|^|$f:|"
     status=1
 done
 [ $status -eq 0 ] && echo "ok: $(echo "$files" | wc -l) shell scripts"
