@@ -275,9 +275,12 @@ hddDomainsLoad(hddDaemon *dmn, GError **error)
 
             for (l = members; l; l = l->next) {
                 const char *alias = hddObjString(aliases, l->data);
+                hdPCIAddress addr;
 
-                if (alias)
-                    g_hash_table_insert(dom->aliases, g_strdup(l->data), g_strdup(alias));
+                if (alias && hdPCIAddressParse(l->data, &addr, NULL) &&
+                    hddStillAssigned(dmn, dom, &addr))
+                    g_hash_table_insert(dom->aliases, hdPCIAddressToString(&addr),
+                                        g_strdup(alias));
             }
         }
         if (json_object_has_member(obj, "unplug-pending") &&
@@ -1196,6 +1199,7 @@ hddOpDone(GObject *source, GAsyncResult *res, gpointer opaque)
             dom->pid = 0;
             dom->pid_start = 0;
             g_hash_table_remove_all(dom->unplug_pending);
+            g_hash_table_remove_all(dom->aliases);
             g_clear_pointer(&dom->monitor, hddMonitorFree);
         }
         if (op->def && (op->func == hddWorkDetach || op->func == hddWorkResolve))

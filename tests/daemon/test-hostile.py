@@ -1244,12 +1244,28 @@ def hostile_late_unplug(env):
                    check=True, capture_output=True)
     env.start_daemon(*daemon_opts)
     check(pending() == [], "a restarted hostdevd forgets the unplugs of devices that left")
+    # ... and their aliases: the guest's next run gives GPU with no alias
+    # (as an inactive XML does), and its QEMU may call it otherwise now.  A
+    # detach without an alias is refused, not sent as the last run's
+    # device_del.
+    qemu = start_guest(env)
+    env.ctl("prepare", "guest", env.write("na.xml", domain_xml(
+        "guest", hostdev_xml([GPU], aliases=False), hostdev_xml([AUDIO]))))
+    p = env.ctl("detach-device", "guest",
+                env.write("na1.xml", hostdev_xml([GPU], name="guest", aliases=False)),
+                expect=None)
+    check(p.returncode != 0 and f"device {GPU} has no alias in the XML and none is known"
+          in p.stderr and env.state_of(GPU)["state"] == "active",
+          "... and their aliases: a detach with no alias in a new run is refused")
 
     # Destroy ends the monitor with the domain (it was retrying: QEMU died).
     check(daemon_threads(env, "hdd-qmp-guest") != [], "the domain's monitor runs")
     env.ctl("destroy", "guest")
     wait_for(lambda: not daemon_threads(env, "hdd-qmp-guest"), "the monitor's end")
     check(True, "destroy ends the domain's monitor")
+    qemu.wait(timeout=10)
+    saved = next(d for d in env.state_json("hostdevd-domains.json") if d["name"] == "guest")
+    check(saved["aliases"] == {}, "destroy: no alias outlives the devices that left")
     env.ctl("undefine", "guest")
     wait_for(lambda: env.drivers() == orig, "every device home")
     check(env.violations() == 0, "every device home, no viability violation")
