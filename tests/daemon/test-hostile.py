@@ -1258,7 +1258,7 @@ def hostile_late_unplug(env):
           in p.stderr and env.state_of(GPU)["state"] == "active",
           "... and their aliases: a detach with no alias in a new run is refused")
 
-    # Destroy ends the monitor with the domain (it was retrying: QEMU died).
+    # Destroy ends the domain's monitor with its QEMU.
     check(daemon_threads(env, "hdd-qmp-guest") != [], "the domain's monitor runs")
     env.ctl("destroy", "guest")
     wait_for(lambda: not daemon_threads(env, "hdd-qmp-guest"), "the monitor's end")
