@@ -107,6 +107,7 @@ static struct {
     GMutex lock;              /* guards queue and flush_id */
     GQueue queue;             /* hddOutgoing * */
     guint flush_id;
+    gboolean draining;        /* shutting down: no new connection or request */
 } server;
 
 /* Where every connection is read into (main thread only). */
@@ -555,7 +556,7 @@ hddRunNext(gpointer opaque)
 static void
 hddClientSchedule(hddClient *client)
 {
-    if (client->closed || client->ready || client->close_after_flush ||
+    if (server.draining || client->closed || client->ready || client->close_after_flush ||
         (client->lines == 0 && !client->too_large) ||
         client->running >= HDD_CLIENT_MAX_RUNNING ||
         g_queue_get_length(&client->outq) >= HDD_CLIENT_MAX_UNREAD)
@@ -649,7 +650,7 @@ hddClientReadable(GSocket *sock, GIOCondition cond, gpointer opaque)
 static void
 hddClientRead(hddClient *client)
 {
-    if (client->in_source || !hddClientWantsInput(client))
+    if (server.draining || client->in_source || !hddClientWantsInput(client))
         return;
     client->in_source = g_socket_create_source(client->sock, G_IO_IN | G_IO_HUP | G_IO_ERR,
                                                NULL);
@@ -922,17 +923,42 @@ hddServerStart(hddDaemon *dmn, GError **error)
 }
 
 
-void
-hddServerStop(void)
+static void
+hddServerStopListening(void)
 {
-    hddOutgoing *out;
-
     if (server.service) {
         g_socket_service_stop(server.service);
         g_socket_listener_close(G_SOCKET_LISTENER(server.service));
         g_clear_object(&server.service);
         unlink(server.dmn->config->socket_path);
     }
+}
+
+
+/* A shutdown begins: no new connection, and no request is read or started
+ * any more, but the connections stay open, so that the requests running on
+ * workers still send their replies (and their events) before
+ * hddServerStop. */
+void
+hddServerDrain(void)
+{
+    GList *l;
+
+    hddServerStopListening();
+    server.draining = TRUE;
+    for (l = server.clients; l; l = l->next)
+        hddSourceClear(&((hddClient *)l->data)->in_source);
+}
+
+
+void
+hddServerStop(void)
+{
+    hddOutgoing *out;
+
+    hddServerStopListening();
+    /* The last replies go out (as far as the sockets take them now). */
+    hddFlushNow();
     while (server.clients)
         hddClientClose(server.clients->data);
     g_clear_handle_id(&server.run_id, g_source_remove);

@@ -85,6 +85,9 @@ typedef struct {
 
 /* hdd-server.c */
 gboolean hddServerStart(hddDaemon *dmn, GError **error);
+/* SIGTERM: stop taking connections and requests; running ones finish and
+ * are answered.  hddServerStop then closes every connection. */
+void hddServerDrain(void);
 void hddServerStop(void);
 /* Thread-safe: queue @msg (consumed) for @client (NULL: every negotiated
  * client, an event). */

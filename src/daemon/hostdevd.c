@@ -158,7 +158,7 @@ hddOnSignal(gpointer opaque)
     }
     hddQuitting = TRUE;
     g_info("shutting down");
-    hddServerStop();
+    hddServerDrain();
     if (hddMaybeQuit(dmn) == G_SOURCE_CONTINUE)
         g_timeout_add(50, hddMaybeQuit, dmn);
     return G_SOURCE_CONTINUE;

@@ -1382,6 +1382,57 @@ def hostile_monitors(env):
     stop_clean(env)
 
 
+def hostile_shutdown(env):
+    """Second pass: SIGTERM while a destroy ran let the destroy finish (the
+    devices went home) but closed its client's connection at once, so the
+    management stack never got the reply of a destroy that succeeded.  A
+    shutdown takes no new connection or request, lets the running ones
+    finish and sends their replies (and events) before it ends the
+    connections."""
+    env.start_daemon()
+    orig = env.drivers()
+    addrs = [GPU, AUDIO, GPU2, AUDIO2]
+    env.ctl("define", "guest")
+    env.ctl("prepare", "guest", env.write("g.xml", hostdev_xml(addrs, name="guest")))
+    qemu, qmp = env.start_qemu(addrs)
+    env.ctl("define", "guest", "--qmp", qmp, "--pid", str(qemu.pid))
+    watcher = Raw(env)
+    conn = Raw(env)
+    conn.send({"execute": "destroy", "arguments": {"domain": "guest"}, "id": "d"})
+    while conn.read().get("event") != "DEVICE_RELEASED":
+        pass
+    pid = env.daemon.pid
+    env.daemon.send_signal(signal.SIGTERM)
+    replies = []
+    try:
+        while True:
+            msg = conn.read()
+            if "event" not in msg:
+                replies.append(msg)
+    except ConnectionError:
+        pass
+    check(len(replies) == 1 and replies[0].get("id") == "d" and
+          replies[0].get("return", {}).get("given-back") == len(addrs),
+          f"the destroy running at SIGTERM is answered before the connection ends: {replies}")
+    events = []
+    try:
+        while True:
+            events.append(watcher.read().get("event"))
+    except ConnectionError:
+        pass
+    check("DESTROY_PROGRESS" in events,
+          "another client still gets the running destroy's events")
+    rc = env.daemon.wait(timeout=60)
+    env.daemon = None
+    with open(env.log) as f:
+        log = f.read()
+    check(rc == 0 and "Sanitizer" not in log, f"hostdevd {pid} exits cleanly (exit {rc})")
+    check(env.drivers() == orig and env.violations() == 0,
+          "every device is home, no viability violation")
+    conn.close()
+    watcher.close()
+
+
 def main():
     name = sys.argv[1].replace("-", "_") if len(sys.argv) == 2 else ""
     if not name or "hostile_" + name not in globals():
