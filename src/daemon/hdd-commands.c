@@ -15,7 +15,6 @@
 #endif
 
 #include <gio/gio.h>
-#include <glib/gi18n.h>
 
 #include "hostdev/destroy.h"
 #include "hostdev/domain.h"
@@ -23,6 +22,7 @@
 #include "hostdev/hotplug.h"
 #include "hostdev/qemu.h"
 #include "hdd.h"
+#include "hdinternal.h"
 #include "hdholders.h"
 #include "hdprocess.h"
 
@@ -229,34 +229,191 @@ hddStillAssigned(hddDaemon *dmn, hddDomain *dom, const hdPCIAddress *addr)
 }
 
 
+/* A domain's name, given to define-domain or read back from the file. */
+#define HDD_MAX_NAME_BYTES 256
+
+static gboolean
+hddCheckDomainName(const char *name, GError **error)
+{
+    gunichar bad;
+
+    if (strchr(name, '/') || !hdStringIsText(name, -1, FALSE, &bad)) {
+        /* Escaped: printed as it is, a control character would reach the
+         * terminal that shows the message. */
+        g_autofree char *escaped = g_strescape(name, NULL);
+
+        hdErrorSet(error, HD_ERROR_INVALID_ARG,
+                   _("invalid domain name \"%1$s\": it must be UTF-8 text without '/' or "
+                     "control characters"), escaped);
+        return FALSE;
+    }
+    if (!*name || strlen(name) > HDD_MAX_NAME_BYTES) {
+        hdErrorSet(error, HD_ERROR_INVALID_ARG,
+                   _("invalid domain name '%1$s': it must have 1 to %2$u bytes"), name,
+                   (unsigned int)HDD_MAX_NAME_BYTES);
+        return FALSE;
+    }
+    return TRUE;
+}
+
+
+/* What hddDomainsSave writes for a domain, member by member: 's' a string
+ * or null, 'i' an integer from 0 to G_MAXUINT32 (a pid, a uid), 'n' a
+ * non-negative integer (a process's start time, in clock ticks since boot),
+ * 'o' an object of strings, 'a' an array of strings. */
+static const struct {
+    const char *name;
+    char type;
+} hddSavedMembers[] = {
+    { "name", 's' }, { "qmp", 's' }, { "pid", 'i' }, { "pid-start", 'n' },
+    { "owner-uid", 'i' }, { "pid-uid", 'i' }, { "cgroup", 's' }, { "seclabel", 's' },
+    { "unplug-pending", 'a' }, { "aliases", 'o' },
+};
+
+
+static gboolean
+hddSavedStrings(JsonNode *node, char type)
+{
+    g_autoptr(GList) values = NULL;
+    GList *l;
+
+    if (type == 'o' && JSON_NODE_HOLDS_OBJECT(node))
+        values = json_object_get_values(json_node_get_object(node));
+    else if (type == 'a' && JSON_NODE_HOLDS_ARRAY(node))
+        values = json_array_get_elements(json_node_get_array(node));
+    else
+        return FALSE;
+    for (l = values; l; l = l->next) {
+        if (!JSON_NODE_HOLDS_VALUE(l->data) ||
+            json_node_get_value_type(l->data) != G_TYPE_STRING)
+            return FALSE;
+    }
+    return TRUE;
+}
+
+
+/* Entry @index of the domains file: every member hostdevd reads is of its
+ * type, and the name is one define-domain accepts.  A member missing (a
+ * file of an older hostdevd) is left at its default. */
+static gboolean
+hddCheckSavedDomain(JsonNode *node, GError **error)
+{
+    JsonObject *obj = JSON_NODE_HOLDS_OBJECT(node) ? json_node_get_object(node) : NULL;
+    const char *name = obj ? hddObjString(obj, "name") : NULL;
+    g_autoptr(GError) local = NULL;
+    guint i;
+
+    if (!obj || !name) {
+        hdErrorSet(error, HD_ERROR_STATE, "%s", _("not an object with a 'name'"));
+        return FALSE;
+    }
+    if (!hddCheckDomainName(name, &local)) {
+        hdErrorSet(error, HD_ERROR_STATE, "%s", local->message);
+        return FALSE;
+    }
+    for (i = 0; i < G_N_ELEMENTS(hddSavedMembers); i++) {
+        JsonNode *member = json_object_get_member(obj, hddSavedMembers[i].name);
+        char type = hddSavedMembers[i].type;
+        gboolean ok;
+
+        if (!member)
+            continue;
+        if (type == 's')
+            ok = JSON_NODE_HOLDS_NULL(member) ||
+                 (JSON_NODE_HOLDS_VALUE(member) &&
+                  json_node_get_value_type(member) == G_TYPE_STRING);
+        else if (type == 'i' || type == 'n')
+            ok = JSON_NODE_HOLDS_VALUE(member) &&
+                 json_node_get_value_type(member) == G_TYPE_INT64 &&
+                 json_node_get_int(member) >= 0 &&
+                 (type == 'n' || json_node_get_int(member) <= G_MAXUINT32);
+        else
+            ok = hddSavedStrings(member, type);
+        if (!ok) {
+            hdErrorSet(error, HD_ERROR_STATE, _("domain '%1$s': member '%2$s' must be %3$s"),
+                       name, hddSavedMembers[i].name,
+                       type == 's' ? _("a string or null") :
+                       type == 'i' ? _("an integer from 0 to 4294967295") :
+                       type == 'n' ? _("a non-negative integer") :
+                       type == 'o' ? _("an object of strings") : _("an array of strings"));
+            return FALSE;
+        }
+    }
+    return TRUE;
+}
+
+
+/* The domains file, checked whole before anything is taken from it: a
+ * domain skipped would be lost at the next save, with the QEMU it names;
+ * hostdevd does not start on a file it cannot read, as on a bad state
+ * file, and says where the file is wrong. */
+static gboolean
+hddDomainsCheck(JsonParser *parser, const char *path, GError **error)
+{
+    JsonNode *root = json_parser_get_root(parser);
+    g_autoptr(GHashTable) names = g_hash_table_new(g_str_hash, g_str_equal);
+    JsonArray *arr;
+    guint i;
+
+    if (!root || !JSON_NODE_HOLDS_ARRAY(root)) {
+        hdErrorSet(error, HD_ERROR_STATE, _("domain definitions '%1$s' are not a JSON array"),
+                   path);
+        return FALSE;
+    }
+    arr = json_node_get_array(root);
+    for (i = 0; i < json_array_get_length(arr); i++) {
+        JsonNode *node = json_array_get_element(arr, i);
+        g_autoptr(GError) local = NULL;
+
+        if (!hddCheckSavedDomain(node, &local)) {
+            hdErrorSet(error, HD_ERROR_STATE,
+                       _("domain definitions '%1$s', entry %2$u: %3$s"), path, i + 1,
+                       local->message);
+            return FALSE;
+        }
+        if (!g_hash_table_add(names, (gpointer)hddObjString(json_node_get_object(node),
+                                                            "name"))) {
+            hdErrorSet(error, HD_ERROR_STATE,
+                       _("domain definitions '%1$s', entry %2$u: domain '%3$s' is defined "
+                         "twice"), path, i + 1,
+                       hddObjString(json_node_get_object(node), "name"));
+            return FALSE;
+        }
+    }
+    return TRUE;
+}
+
+
 gboolean
 hddDomainsLoad(hddDaemon *dmn, GError **error)
 {
     g_autofree char *path = g_build_filename(dmn->config->state_dir, HDD_DOMAINS_FILE, NULL);
     g_autoptr(JsonParser) parser = json_parser_new();
-    JsonNode *root;
+    g_autoptr(GError) local = NULL;
+    g_autofree char *text = NULL;
+    gsize len;
     JsonArray *arr;
     guint i;
 
     if (!g_file_test(path, G_FILE_TEST_EXISTS))
         return TRUE;
-    if (!json_parser_load_from_file(parser, path, error))
+    if (!g_file_get_contents(path, &text, &len, error))
         return FALSE;
-    root = json_parser_get_root(parser);
-    if (!root || !JSON_NODE_HOLDS_ARRAY(root)) {
-        hdErrorSet(error, HD_ERROR_STATE, _("'%1$s' is not a JSON array"), path);
+    if (!json_parser_load_from_data(parser, text, len, &local)) {
+        hdErrorSet(error, HD_ERROR_STATE, _("domain definitions '%1$s' are malformed: %2$s"),
+                   path, local->message);
         return FALSE;
     }
-    arr = json_node_get_array(root);
+    if (!hddDomainsCheck(parser, path, error))
+        return FALSE;
+    arr = json_node_get_array(json_parser_get_root(parser));
     for (i = 0; i < json_array_get_length(arr); i++) {
         JsonObject *obj = json_array_get_object_element(arr, i);
-        const char *name = obj ? hddObjString(obj, "name") : NULL;
+        const char *name = hddObjString(obj, "name");
         JsonObject *aliases;
         g_autoptr(GError) err = NULL;
         hddDomain *dom;
 
-        if (!name || g_hash_table_contains(dmn->domains, name))
-            continue;
         dom = hddDomainNew(name);
         dom->qmp = g_strdup(hddObjString(obj, "qmp"));
         dom->pid = json_object_get_int_member_with_default(obj, "pid", 0);
@@ -595,10 +752,8 @@ hddDefineDomain(hddDaemon *dmn, uid_t uid, JsonObject *args, GError **error)
         return NULL;
     name = hddArgString(args, "name");
     qmp = hddArgString(args, "qmp");
-    if (!*name || strlen(name) > 256 || strpbrk(name, "/\n") || !g_utf8_validate(name, -1, NULL)) {
-        hdErrorSet(error, HD_ERROR_INVALID_ARG, _("invalid domain name '%1$s'"), name);
+    if (!hddCheckDomainName(name, error))
         return NULL;
-    }
     if (qmp && !g_path_is_absolute(qmp)) {
         hdErrorSet(error, HD_ERROR_INVALID_ARG, _("QMP socket path '%1$s' is not absolute"), qmp);
         return NULL;

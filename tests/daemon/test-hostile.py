@@ -154,6 +154,16 @@ def domain_xml(name, *devices):
     return f"<domain><name>{name}</name><devices>{''.join(devices)}</devices></domain>"
 
 
+def running_guest(env, addrs, name="guest"):
+    """Domain @name, @addrs prepared, then its QEMU stand-in started with
+    them and given to the domain: (qemu, qmp)."""
+    env.ctl("define", name)
+    env.ctl("prepare", name, env.write(f"{name}.xml", hostdev_xml(addrs, name=name)))
+    qemu, qmp = env.start_qemu(addrs)
+    env.ctl("define", name, "--qmp", qmp, "--pid", str(qemu.pid))
+    return qemu, qmp
+
+
 def start_guest(env, name="guest"):
     """A QEMU stand-in with no device yet, which destroy ends, as @name's."""
     qemu, qmp = env.start_qemu([])
@@ -668,10 +678,7 @@ def hostile_strings(env):
     changed), XML keeps its layout, and hostdevctl never prints a control
     character a daemon sent."""
     env.start_daemon()
-    env.ctl("define", "guest")
-    env.ctl("prepare", "guest", env.write("g.xml", hostdev_xml([GPU, AUDIO], name="guest")))
-    qemu, qmp = env.start_qemu([GPU, AUDIO])
-    env.ctl("define", "guest", "--qmp", qmp, "--pid", str(qemu.pid))
+    qemu, qmp = running_guest(env, [GPU, AUDIO])
     drivers = env.drivers()
     domains = env.client().execute("query-domains")
 
@@ -736,10 +743,7 @@ def hostile_leak(env):
     arena (the soak's RSS crept up with arenas of their own)."""
     env.start_daemon()
     orig = env.drivers()
-    env.ctl("define", "guest")
-    env.ctl("prepare", "guest", env.write("g.xml", hostdev_xml([GPU, AUDIO], name="guest")))
-    qemu, qmp = env.start_qemu([GPU, AUDIO])
-    env.ctl("define", "guest", "--qmp", qmp, "--pid", str(qemu.pid))
+    qemu, qmp = running_guest(env, [GPU, AUDIO])
     env.ctl("attach-device", "guest",
             env.write("a.xml", hostdev_xml([GPU2, AUDIO2], name="guest")))
     env.ctl("detach-device", "guest",
@@ -1392,10 +1396,7 @@ def hostile_shutdown(env):
     env.start_daemon()
     orig = env.drivers()
     addrs = [GPU, AUDIO, GPU2, AUDIO2]
-    env.ctl("define", "guest")
-    env.ctl("prepare", "guest", env.write("g.xml", hostdev_xml(addrs, name="guest")))
-    qemu, qmp = env.start_qemu(addrs)
-    env.ctl("define", "guest", "--qmp", qmp, "--pid", str(qemu.pid))
+    qemu, qmp = running_guest(env, addrs)
     watcher = Raw(env)
     conn = Raw(env)
     conn.send({"execute": "destroy", "arguments": {"domain": "guest"}, "id": "d"})
@@ -1431,6 +1432,70 @@ def hostile_shutdown(env):
           "every device is home, no viability violation")
     conn.close()
     watcher.close()
+
+
+def hostile_state_files(env):
+    """Second pass: an entry of hostdevd-domains.json that hostdevd could
+    not use (not an object, a name that is not a string, a duplicate) was
+    skipped in silence, a member of the wrong type read as 0 (GLib
+    criticals in the log), a name with control characters taken as it
+    was: the domain, with the QEMU it names, was gone, and lost for good
+    at the next save, while its devices stayed assigned to it.  A file
+    that is not JSON was refused without saying which file.  Now hostdevd
+    does not start, as on a bad state.json, and names the file, the entry
+    and what is wrong; the file is left as it is, and once it is repaired
+    nothing was lost."""
+    env.start_daemon()
+    orig = env.drivers()
+    qemu, qmp = running_guest(env, [GPU, AUDIO])
+    env.ctl("define", "spare")
+    env.stop_daemon()
+    path = os.path.join(env.state, "hostdevd-domains.json")
+    with open(path, "rb") as f:
+        good = f.read()
+    saved = json.loads(good)
+    guest = next(d for d in saved if d["name"] == "guest")
+    bad_pid = dict(guest, pid="4242")
+    cases = [
+        ([{"name": 5}] + saved, "entry 1: not an object with a 'name'"),
+        (["spare"] + saved, "entry 1: not an object with a 'name'"),
+        ([bad_pid], "entry 1: domain 'guest': member 'pid' must be an integer"),
+        ([dict(guest, aliases=[1])], "member 'aliases' must be an object of strings"),
+        (saved + [guest], "domain 'guest' is defined twice"),
+        ([{"name": "x\u001b[2Jy"}] + saved, "invalid domain name \"x\\033[2Jy\""),
+        ("\x00\x01 not JSON", "domain definitions '" + path + "' are malformed"),
+    ]
+    for content, expected in cases:
+        data = content.encode() if isinstance(content, str) else json.dumps(content).encode()
+        with open(path, "wb") as f:
+            f.write(data)
+        p = subprocess.Popen([daemon_test.HOSTDEVD, "--foreground", "--root", env.root,
+                              "--state-dir", env.state, "--socket", env.sock],
+                             stderr=subprocess.PIPE, text=True, env=env.daemon_env())
+        try:
+            rc = p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            rc = "still running: it started on the file"
+            p.kill()
+            p.wait()
+        stderr = p.stderr.read()
+        p.stderr.close()
+        with open(path, "rb") as f:
+            kept = f.read()
+        check(rc not in (0, None) and isinstance(rc, int) and expected in stderr and
+              path in stderr and "\x1b" not in stderr and kept == data,
+              f"hostdevd refuses {data[:50]!r}, names the file and says: {expected} "
+              f"(exit {rc}: {stderr.strip()})")
+    with open(path, "wb") as f:
+        f.write(good)
+    env.start_daemon()
+    check(sorted(domain_names(env)) == ["guest", "spare"] and
+          env.domain("guest")["pid"] == qemu.pid,
+          "the file repaired, every domain is back with its QEMU")
+    env.ctl("destroy", "guest")
+    check(qemu.wait(timeout=10) is not None and env.drivers() == orig and
+          env.violations() == 0, "destroy ends its QEMU and gives every device back")
+    stop_clean(env)
 
 
 def main():
