@@ -733,6 +733,33 @@ hddQueryStatus(hddDaemon *dmn)
 }
 
 
+/* A domain with unplugs pending keeps its QEMU (socket and a pid once
+ * given): that QEMU still has the devices until its guest lets go, and a
+ * monitor of another one would find them gone and release them. */
+static gboolean
+hddCheckQemuUnchanged(hddDomain *dom, JsonObject *args, gint64 pid, GError **error)
+{
+    const char *qmp = hddArgString(args, "qmp");
+    g_autoptr(GString) pending = g_string_new(NULL);
+    g_autoptr(GList) keys = NULL;
+    GList *l;
+
+    if (g_hash_table_size(dom->unplug_pending) == 0)
+        return TRUE;
+    if ((!json_object_has_member(args, "qmp") || g_strcmp0(qmp, dom->qmp) == 0) &&
+        (!json_object_has_member(args, "pid") || dom->pid == 0 || pid == dom->pid))
+        return TRUE;
+    keys = g_list_sort(g_hash_table_get_keys(dom->unplug_pending), (GCompareFunc)strcmp);
+    for (l = keys; l; l = l->next)
+        g_string_append_printf(pending, "%s%s", l == keys ? "" : ", ", (char *)l->data);
+    hdErrorSet(error, HD_ERROR_IN_USE,
+               _("domain '%1$s' has the unplug of %2$s pending: its QEMU cannot change "
+                 "until it ends (detach-device again) or the domain is destroyed"),
+               dom->name, pending->str);
+    return FALSE;
+}
+
+
 /* define-domain: create or update what the daemon knows about a guest. */
 static JsonNode *
 hddDefineDomain(hddDaemon *dmn, uid_t uid, JsonObject *args, GError **error)
@@ -785,6 +812,8 @@ hddDefineDomain(hddDaemon *dmn, uid_t uid, JsonObject *args, GError **error)
         return NULL;
     } else if (dom->busy) {
         hdErrorSet(error, HD_ERROR_IN_USE, _("domain '%1$s' is busy"), name);
+        return NULL;
+    } else if (!hddCheckQemuUnchanged(dom, args, pid, error)) {
         return NULL;
     }
     /* The security manager validates the label and the cgroup. */

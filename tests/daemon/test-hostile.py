@@ -1181,6 +1181,15 @@ def hostile_late_unplug(env):
           "--unplug-timeout 300: detach-device times out (exit 7), hostdevd keeps listening")
     check(pending() == [GPU] and env.state_of(GPU)["state"] == "active",
           "... the device stays assigned, its unplug pending")
+    # Its QEMU cannot change meanwhile: a monitor of another QEMU would find
+    # the device gone and release it while this one still has it.
+    for opts in (["--qmp", qmp + ".new"], ["--pid", str(os.getpid())]):
+        p = env.ctl("define", "guest", *opts, expect=6)
+        check(f"unplug of {GPU} pending" in p.stderr and pending() == [GPU] and
+              (env.domain("guest")["qmp"], env.domain("guest")["pid"]) == (qmp, qemu.pid),
+              f"define {opts[0]} while the unplug is pending: refused, nothing changed")
+    env.ctl("define", "guest", "--qmp", qmp, "--pid", str(qemu.pid))
+    check(pending() == [GPU], "... the same QEMU again is fine")
     # The guest lets go: QEMU's late DEVICE_DELETED releases it.
     wait_event(events, "DEVICE_RELEASED", GPU)
     wait_for(lambda: pending() == [], "the pending unplug resolved")
